@@ -1,0 +1,12 @@
+//! Host glue: the request path and token cache written against small traits, and the
+//! proxy-wasm contexts that implement those traits with real host calls.
+
+pub mod metrics;
+pub mod reply;
+pub mod request;
+pub mod tokens;
+
+#[cfg(target_arch = "wasm32")]
+mod abi;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

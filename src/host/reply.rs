@@ -1,0 +1,113 @@
+//! The local replies the filter sends instead of forwarding: JSON bodies with a stable
+//! `error` code, a human message and the request id. They never carry a secret.
+
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+pub const FORBIDDEN: &str = "forbidden";
+pub const NO_TOKEN: &str = "upstream_token_unavailable";
+
+/// A local reply, ready for the host.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn unauthenticated(challenge: &str, request_id: Option<&str>) -> Reply {
+        let mut r = Reply::json(
+            401,
+            UNAUTHENTICATED,
+            "a valid credential is required",
+            request_id,
+        );
+        r.headers.push(("www-authenticate", challenge.to_owned()));
+        r
+    }
+
+    pub fn forbidden(request_id: Option<&str>) -> Reply {
+        Reply::json(403, FORBIDDEN, "client address is not allowed", request_id)
+    }
+
+    pub fn no_token(retry_after_s: u64, request_id: Option<&str>) -> Reply {
+        let mut r = Reply::json(
+            503,
+            NO_TOKEN,
+            "no valid identity token for the upstream yet; retry later",
+            request_id,
+        );
+        r.headers
+            .push(("retry-after", retry_after_s.max(1).to_string()));
+        r
+    }
+
+    fn json(status: u32, error: &str, message: &str, request_id: Option<&str>) -> Reply {
+        let id = match request_id {
+            // Bounded: the id is reflected back and came from the request.
+            Some(id) => format!("\"{}\"", escape(&id.chars().take(128).collect::<String>())),
+            None => "null".to_owned(),
+        };
+        Reply {
+            status,
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("cache-control", "no-store".to_owned()),
+            ],
+            body: format!(
+                "{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":{id}}}",
+                escape(error),
+                escape(message)
+            ),
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_valid_json_with_stable_fields() {
+        let r = Reply::unauthenticated("ApiKey realm=\"bcsp-guard\"", Some("id-\"1\"\n\\"));
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"], "unauthenticated");
+        assert_eq!(v["request_id"], "id-\"1\"\n\\");
+        assert_eq!(r.status, 401);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "www-authenticate" && v.starts_with("ApiKey")));
+
+        let v: serde_json::Value = serde_json::from_str(&Reply::forbidden(None).body).unwrap();
+        assert_eq!(v["error"], "forbidden");
+        assert!(v["request_id"].is_null());
+
+        let r = Reply::no_token(0, Some("x"));
+        assert_eq!(r.status, 503);
+        assert!(r.headers.contains(&("retry-after", "1".to_owned())));
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"], "upstream_token_unavailable");
+    }
+
+    #[test]
+    fn reflected_request_id_is_bounded() {
+        let long = "a".repeat(10_000);
+        let r = Reply::forbidden(Some(&long));
+        assert!(r.body.len() < 300);
+    }
+}

@@ -1,0 +1,344 @@
+//! The proxy-wasm contexts. The root context compiles the config once per worker VM and
+//! hands an `Rc` of it to every HTTP context; its timer drives the token cache. Only raw
+//! `hostcalls` are used: the SDK's trait helpers unwrap host errors.
+
+use super::abi;
+use super::metrics::{Kind, Stats};
+use super::reply::Reply;
+use super::request::{self, Guard, Outcome, RequestHost, TokenPort};
+use super::tokens::{claim_holder_id, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker};
+use crate::config;
+use crate::policy::time::format_rfc3339;
+use crate::token::plan::Missing;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Timer period: bounds how late a worker notices a token another worker fetched, and how
+/// late a waiting request is released.
+const TICK_MS: u32 = 100;
+/// Metadata tokens are ~1 KiB; anything much larger is not a token.
+const MAX_TOKEN_BODY: usize = 16 * 1024;
+
+pub fn install() {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}
+
+/// Host calls for whichever context is current.
+struct Host;
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl RequestHost for Host {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    }
+    fn send_reply(&self, reply: &Reply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+    }
+    fn increment(&self, metric: Option<u32>) {
+        if let Some(id) = metric {
+            abi::increment_metric(id);
+        }
+    }
+    fn now_ms(&self) -> i64 {
+        i64::try_from(now_ms()).unwrap_or(i64::MAX)
+    }
+}
+
+impl SharedHost for Host {
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+    fn dispatch_fetch(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            (":scheme", "http"),
+            ("metadata-flavor", "Google"),
+        ];
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers,
+            None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .ok()
+    }
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    guard: Option<Rc<Guard>>,
+    tokens: Option<Rc<RefCell<TokenWorker>>>,
+    last_seconds_left: Option<u64>,
+}
+
+impl Root {
+    fn stats(&self) -> Option<&Stats> {
+        self.guard.as_deref().map(|g| &g.stats)
+    }
+
+    /// Resumes or refuses waiting requests. The worker is released before any host call,
+    /// because resuming a request can re-enter this filter.
+    fn release_waiters(&self) {
+        let Some(worker) = &self.tokens else { return };
+        let releases = match worker.try_borrow_mut() {
+            Ok(mut w) => w.release_waiters(&Host),
+            Err(_) => return,
+        };
+        let Some(guard) = &self.guard else { return };
+        let Some(upstream) = &guard.policy.upstream_token else {
+            return;
+        };
+        for release in releases {
+            match release {
+                Release::Resume {
+                    context_id,
+                    header_value,
+                } => {
+                    if hostcalls::set_effective_context(context_id).is_ok() {
+                        Host.set_request_header(&upstream.header, Some(&header_value));
+                        let _ = hostcalls::resume_http_request();
+                    }
+                }
+                Release::Refuse {
+                    context_id,
+                    retry_after_s,
+                } => {
+                    if hostcalls::set_effective_context(context_id).is_ok() {
+                        let headers = Host.request_headers();
+                        let view = crate::policy::decide::RequestView {
+                            headers: &headers,
+                            downstream: None,
+                            now_ms: 0,
+                        };
+                        request::no_token(&Host, guard, &view, retry_after_s);
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&self, outcome: FetchOutcome) {
+        let stats = self.stats();
+        match outcome {
+            FetchOutcome::Stored {
+                audience,
+                exp_s,
+                refresh_at_ms,
+            } => {
+                Host.increment(stats.and_then(|s| s.token_fetch_ok));
+                log::info!(
+                    "bcsp-guard: identity token refreshed for audience {audience}: expires {}, next refresh {}",
+                    format_rfc3339(exp_s.saturating_mul(1000)),
+                    format_rfc3339(i64::try_from(refresh_at_ms).unwrap_or(i64::MAX)),
+                );
+            }
+            FetchOutcome::Failed {
+                audience,
+                reason,
+                retry_in_ms,
+            } => {
+                Host.increment(stats.and_then(|s| s.token_fetch_failed));
+                log::warn!(
+                    "bcsp-guard: identity token fetch for audience {audience} failed: {reason}; next attempt in {retry_in_ms} ms"
+                );
+            }
+            FetchOutcome::Unknown => {}
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(worker) = self.tokens.clone() else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok());
+        let body = hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(MAX_TOKEN_BODY + 1),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let outcome = match worker.try_borrow_mut() {
+            Ok(mut w) => w.on_fetch_response(&Host, token_id, FetchReply { status, body }),
+            Err(_) => return,
+        };
+        self.report(outcome);
+        self.release_waiters();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let policy = match config::compile(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("bcsp-guard: invalid configuration: {e}");
+                return false;
+            }
+        };
+        log::info!("{}", policy.summary());
+        let stats = Stats::define(&policy, |kind, name| {
+            abi::define_metric(kind == Kind::Gauge, name)
+        });
+        self.tokens = None;
+        if let Some(upstream) = &policy.upstream_token {
+            if !abi::set_tick_period_ms(TICK_MS) {
+                log::error!(
+                    "bcsp-guard: upstream_token needs timers, which this host does not offer"
+                );
+                return false;
+            }
+            let holder = claim_holder_id(&Host);
+            self.tokens = Some(Rc::new(RefCell::new(TokenWorker::new(upstream, holder))));
+        }
+        self.guard = Some(Rc::new(Guard { policy, stats }));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(worker) = self.tokens.clone() else {
+            return;
+        };
+        let (started, seconds_left) = match worker.try_borrow_mut() {
+            Ok(mut w) => (w.tick(&Host), w.seconds_left(now_ms())),
+            Err(_) => return,
+        };
+        for result in started {
+            if let Err(reason) = result {
+                Host.increment(self.stats().and_then(|s| s.token_fetch_failed));
+                log::warn!("bcsp-guard: identity token fetch not started: {reason}");
+            }
+        }
+        self.release_waiters();
+        if self.last_seconds_left != Some(seconds_left) {
+            if let Some(id) = self.stats().and_then(|s| s.token_seconds_left) {
+                abi::record_metric(id, seconds_left);
+            }
+            self.last_seconds_left = Some(seconds_left);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never None: the SDK panics on it. Without a policy every request is refused.
+        Some(Box::new(Http {
+            id: context_id,
+            guard: self.guard.clone(),
+            tokens: self.tokens.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    id: u32,
+    guard: Option<Rc<Guard>>,
+    tokens: Option<Rc<RefCell<TokenWorker>>>,
+}
+
+struct WorkerPort<'a> {
+    worker: &'a RefCell<TokenWorker>,
+}
+
+impl TokenPort for WorkerPort<'_> {
+    fn header_value(&self, audience: &str) -> Option<Rc<str>> {
+        self.worker
+            .try_borrow_mut()
+            .ok()?
+            .header_value(&Host, audience)
+    }
+    fn on_missing(&self, audience: &str) -> Missing {
+        match self.worker.try_borrow() {
+            Ok(w) => w.on_missing(&Host, audience),
+            Err(_) => Missing::Reject { retry_after_s: 1 },
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_done(&mut self) -> bool {
+        if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
+            w.remove_waiter(self.id);
+        }
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(guard) = &self.guard else {
+            Host.send_reply(&Reply::no_token(5, None));
+            return Action::Pause;
+        };
+        let port = self.tokens.as_deref().map(|worker| WorkerPort { worker });
+        match request::on_request_headers(&Host, guard, port.as_ref().map(|p| p as &dyn TokenPort))
+        {
+            Outcome::Forward => Action::Continue,
+            Outcome::Replied => Action::Pause,
+            Outcome::Wait {
+                audience,
+                deadline_ms,
+            } => {
+                if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
+                    w.add_waiter(self.id, &audience, deadline_ms);
+                }
+                Action::Pause
+            }
+        }
+    }
+}

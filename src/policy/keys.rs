@@ -1,0 +1,420 @@
+//! Hashed credentials, their validity windows, and the constant-time match of a request's
+//! credential headers against them. Secrets are hashed once on arrival and never kept.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A key's public name: 1–64 chars of `[A-Za-z0-9._-]`, safe to log and to send upstream.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn parse(s: &str) -> Option<KeyId> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        ok.then(|| KeyId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+/// The SHA-256 of a secret. Debug never prints it: hashes of short secrets can be brute-forced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash([u8; 32]);
+
+impl SecretHash {
+    /// 64 hex digits, either case.
+    pub fn from_hex(s: &str) -> Option<SecretHash> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let hi = hex_val(*pair.first()?)?;
+            let lo = hex_val(*pair.get(1)?)?;
+            *o = (hi << 4) | lo;
+        }
+        Some(SecretHash(out))
+    }
+
+    pub fn of(secret: &[u8]) -> SecretHash {
+        SecretHash(Sha256::digest(secret).into())
+    }
+
+    /// Constant time: the loop always runs over all 32 bytes, and the optimizer cannot
+    /// short-circuit through `black_box`.
+    pub fn ct_eq(&self, other: &SecretHash) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `not_before <= now < not_after`, in Unix milliseconds; open ends are unbounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub not_before_ms: Option<i64>,
+    pub not_after_ms: Option<i64>,
+}
+
+impl Window {
+    pub fn contains(&self, now_ms: i64) -> bool {
+        self.not_before_ms.is_none_or(|nb| nb <= now_ms)
+            && self.not_after_ms.is_none_or(|na| now_ms < na)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub id: KeyId,
+    /// Index into [`KeySet::headers`].
+    pub header: usize,
+    /// When set, the header value must be `<scheme> <secret>`.
+    pub scheme: Option<String>,
+    pub hash: SecretHash,
+    pub window: Window,
+}
+
+/// All keys, and the distinct lower-case header names they are read from.
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    pub headers: Vec<String>,
+    pub keys: Vec<Key>,
+}
+
+/// What the credential headers of one request amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyMatch<'k> {
+    Valid(&'k Key),
+    /// No configured credential header was present.
+    Missing,
+    /// A configured credential header appeared more than once.
+    Duplicate,
+    /// A secret matched, but only keys outside their window.
+    OutsideWindow(&'k Key),
+    Invalid,
+}
+
+impl KeySet {
+    /// `headers` are the request's headers; names are compared case-insensitively.
+    pub fn check<'k>(&'k self, headers: &[(String, String)], now_ms: i64) -> KeyMatch<'k> {
+        // Per configured header: its single value, or a marker that it repeated.
+        let mut values: Vec<Option<&str>> = vec![None; self.headers.len()];
+        let mut seen_any = false;
+        for (name, value) in headers {
+            let Some(i) = self
+                .headers
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            if values.get(i).copied().flatten().is_some() {
+                return KeyMatch::Duplicate;
+            }
+            if let Some(slot) = values.get_mut(i) {
+                *slot = Some(value.as_str());
+            }
+            seen_any = true;
+        }
+        if !seen_any {
+            return KeyMatch::Missing;
+        }
+        // Each header is hashed at most twice (whole value; after the scheme), whatever the
+        // number of keys, and every key is compared so timing does not reveal which matched.
+        let mut whole: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
+        let mut after_scheme: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
+        let mut valid = None;
+        let mut outside = None;
+        for key in &self.keys {
+            let Some(value) = values.get(key.header).copied().flatten() else {
+                continue;
+            };
+            let presented = match &key.scheme {
+                None => cached(&mut whole, key.header, || {
+                    Some(SecretHash::of(value.as_bytes()))
+                }),
+                Some(scheme) => {
+                    if !scheme_matches(value, scheme) {
+                        continue;
+                    }
+                    cached(&mut after_scheme, key.header, || {
+                        split_scheme(value).map(|(_, s)| SecretHash::of(s.as_bytes()))
+                    })
+                }
+            };
+            let Some(presented) = presented else { continue };
+            if key.hash.ct_eq(&presented) {
+                if key.window.contains(now_ms) {
+                    valid = valid.or(Some(key));
+                } else {
+                    outside = outside.or(Some(key));
+                }
+            }
+        }
+        match (valid, outside) {
+            (Some(k), _) => KeyMatch::Valid(k),
+            (None, Some(k)) => KeyMatch::OutsideWindow(k),
+            (None, None) => KeyMatch::Invalid,
+        }
+    }
+}
+
+/// Memoizes one value per configured header.
+fn cached<T: Clone>(slots: &mut [Option<T>], i: usize, make: impl FnOnce() -> T) -> T {
+    match slots.get_mut(i) {
+        Some(Some(v)) => v.clone(),
+        Some(slot) => {
+            let v = make();
+            *slot = Some(v.clone());
+            v
+        }
+        None => make(),
+    }
+}
+
+/// `<scheme> SP+ <secret>`; the secret must be non-empty and is taken verbatim.
+fn split_scheme(value: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let secret = rest.trim_start_matches(' ');
+    (!scheme.is_empty() && !secret.is_empty()).then_some((scheme, secret))
+}
+
+fn scheme_matches(value: &str, scheme: &str) -> bool {
+    split_scheme(value).is_some_and(|(s, _)| s.eq_ignore_ascii_case(scheme))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(secret: &str) -> SecretHash {
+        SecretHash::of(secret.as_bytes())
+    }
+
+    fn key(id: &str, header: usize, scheme: Option<&str>, secret: &str, window: Window) -> Key {
+        Key {
+            id: KeyId::parse(id).unwrap(),
+            header,
+            scheme: scheme.map(str::to_owned),
+            hash: hash(secret),
+            window,
+        }
+    }
+
+    fn set() -> KeySet {
+        KeySet {
+            headers: vec!["x-bcsp-key".into(), "authorization".into()],
+            keys: vec![
+                key(
+                    "old",
+                    0,
+                    None,
+                    "s-old",
+                    Window {
+                        not_before_ms: None,
+                        not_after_ms: Some(1000),
+                    },
+                ),
+                key(
+                    "new",
+                    0,
+                    None,
+                    "s-new",
+                    Window {
+                        not_before_ms: Some(500),
+                        not_after_ms: None,
+                    },
+                ),
+                key("bearer", 1, Some("Bearer"), "s-bearer", Window::default()),
+            ],
+        }
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn id<'a>(m: &KeyMatch<'a>) -> Option<&'a str> {
+        match m {
+            KeyMatch::Valid(k) | KeyMatch::OutsideWindow(k) => Some(k.id.as_str()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn windows_are_inclusive_at_start_and_exclusive_at_end() {
+        let w = Window {
+            not_before_ms: Some(500),
+            not_after_ms: Some(1000),
+        };
+        assert!(!w.contains(499));
+        assert!(w.contains(500));
+        assert!(w.contains(999));
+        assert!(!w.contains(1000));
+        assert!(Window::default().contains(i64::MIN));
+    }
+
+    #[test]
+    fn outcomes_by_header_set_and_time() {
+        let s = set();
+        let cases: &[(&[(&str, &str)], i64, &str, Option<&str>)] = &[
+            (&[("x-bcsp-key", "s-old")], 0, "valid", Some("old")),
+            (&[("x-bcsp-key", "s-old")], 1000, "outside", Some("old")),
+            (&[("x-bcsp-key", "s-new")], 499, "outside", Some("new")),
+            (&[("x-bcsp-key", "s-new")], 500, "valid", Some("new")),
+            (&[("X-BCSP-Key", "s-new")], 700, "valid", Some("new")),
+            (&[("x-bcsp-key", "wrong")], 700, "invalid", None),
+            (&[("x-bcsp-key", "s-new ")], 700, "invalid", None),
+            (&[("x-bcsp-key", "")], 700, "invalid", None),
+            (&[("other", "s-new")], 700, "missing", None),
+            (&[], 700, "missing", None),
+            (
+                &[("x-bcsp-key", "s-new"), ("x-bcsp-key", "s-new")],
+                700,
+                "duplicate",
+                None,
+            ),
+            (
+                &[("x-bcsp-key", "nope"), ("X-Bcsp-Key", "s-new")],
+                700,
+                "duplicate",
+                None,
+            ),
+            (
+                &[("authorization", "Bearer s-bearer")],
+                0,
+                "valid",
+                Some("bearer"),
+            ),
+            (
+                &[("authorization", "bearer s-bearer")],
+                0,
+                "valid",
+                Some("bearer"),
+            ),
+            (
+                &[("authorization", "Bearer   s-bearer")],
+                0,
+                "valid",
+                Some("bearer"),
+            ),
+            (&[("authorization", "s-bearer")], 0, "invalid", None),
+            (&[("authorization", "Basic s-bearer")], 0, "invalid", None),
+            (&[("authorization", "Bearer")], 0, "invalid", None),
+            (&[("authorization", "Bearer ")], 0, "invalid", None),
+            (&[("authorization", "Bearers-bearer")], 0, "invalid", None),
+            // A wrong value in one header does not spoil a valid key in another.
+            (
+                &[("authorization", "Bearer x"), ("x-bcsp-key", "s-new")],
+                700,
+                "valid",
+                Some("new"),
+            ),
+        ];
+        for (headers, now, want, want_id) in cases {
+            let m = s.check(&h(headers), *now);
+            let got = match m {
+                KeyMatch::Valid(_) => "valid",
+                KeyMatch::Missing => "missing",
+                KeyMatch::Duplicate => "duplicate",
+                KeyMatch::OutsideWindow(_) => "outside",
+                KeyMatch::Invalid => "invalid",
+            };
+            assert_eq!((got, id(&m)), (*want, *want_id), "{headers:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn a_valid_key_wins_over_one_outside_its_window_with_the_same_secret() {
+        let s = KeySet {
+            headers: vec!["x-bcsp-key".into()],
+            keys: vec![
+                key(
+                    "a",
+                    0,
+                    None,
+                    "same",
+                    Window {
+                        not_before_ms: None,
+                        not_after_ms: Some(10),
+                    },
+                ),
+                key("b", 0, None, "same", Window::default()),
+            ],
+        };
+        assert_eq!(id(&s.check(&h(&[("x-bcsp-key", "same")]), 50)), Some("b"));
+    }
+
+    #[test]
+    fn hex_hashes_parse_in_either_case_and_nothing_else() {
+        let lower = hash("x").to_hex();
+        assert_eq!(SecretHash::from_hex(&lower), Some(hash("x")));
+        assert_eq!(SecretHash::from_hex(&lower.to_uppercase()), Some(hash("x")));
+        assert_eq!(SecretHash::from_hex(&lower[..63]), None);
+        assert_eq!(SecretHash::from_hex(&format!("{lower}0")), None);
+        assert_eq!(
+            SecretHash::from_hex(&lower.replacen('0', "g", 1).replacen('a', "g", 1)),
+            None
+        );
+        assert_eq!(SecretHash::from_hex(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn key_ids_follow_the_documented_alphabet() {
+        assert!(KeyId::parse("genesys-2026q4.a_b").is_some());
+        assert!(KeyId::parse(&"a".repeat(64)).is_some());
+        for bad in ["", " a", "a b", "a/b", "ключ", &"a".repeat(65)] {
+            assert!(KeyId::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_hash() {
+        let k = key("a", 0, None, "secret", Window::default());
+        let dbg = format!("{k:?}");
+        assert!(!dbg.contains(&hash("secret").to_hex()[..16]));
+        assert!(dbg.contains("SecretHash(..)"));
+    }
+}
