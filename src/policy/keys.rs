@@ -299,7 +299,8 @@ mod tests {
     #[test]
     fn outcomes_by_header_set_and_time() {
         let s = set();
-        let cases: &[(&[(&str, &str)], i64, &str, Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], i64, &'a str, Option<&'a str>);
+        let cases: &[Case] = &[
             (&[("x-bcsp-key", "s-old")], 0, "valid", Some("old")),
             (&[("x-bcsp-key", "s-old")], 1000, "outside", Some("old")),
             (&[("x-bcsp-key", "s-new")], 499, "outside", Some("new")),

@@ -377,7 +377,7 @@ impl Sim {
         let before = self.read_state();
         let now = self.now;
         assert!(
-            before.lease.map_or(true, |l| now >= l.until_ms),
+            before.lease.is_none_or(|l| now >= l.until_ms),
             "lease granted over an unexpired one: {before:?} at {now}"
         );
         let in_flight = self

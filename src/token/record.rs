@@ -9,7 +9,7 @@
 use std::fmt;
 
 use super::jwt::{is_sendable_jwt, IdentityToken};
-use super::schedule::{exp_ms, refresh_at_ms, usable, Timing};
+use super::schedule::{refresh_at_ms, usable, Timing};
 
 /// A token as cached for all workers, with the times that drive its refresh.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,21 +39,11 @@ impl CachedToken {
         usable(now_ms, self.exp_s, t)
     }
 
-    /// Whole seconds until `exp`, negative once past it; for the "seconds left" gauge.
-    pub fn seconds_left(&self, now_ms: u64) -> i64 {
-        let left_ms = i128::from(exp_ms(self.exp_s)) - i128::from(now_ms);
-        i64::try_from(left_ms.div_euclid(1000)).unwrap_or(if left_ms < 0 {
-            i64::MIN
-        } else {
-            i64::MAX
-        })
-    }
-
     /// Whether this token should overwrite `current` in the cache. Two fetches only overlap
     /// when a lease expired under a slow fetcher; the later `exp` wins, so a slow answer
     /// cannot replace a fresher token.
     pub fn supersedes(&self, current: Option<&CachedToken>) -> bool {
-        current.map_or(true, |c| self.exp_s >= c.exp_s)
+        current.is_none_or(|c| self.exp_s >= c.exp_s)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -359,16 +349,6 @@ mod tests {
         let c = cached();
         let debug = format!("{c:?}");
         assert!(!debug.contains(c.jwt()) && debug.contains(&format!("jwt_len: {}", c.jwt().len())));
-    }
-
-    #[test]
-    fn seconds_left_counts_down_to_exp_and_below() {
-        let c = cached();
-        assert_eq!(c.seconds_left(NOW_MS), 3600);
-        assert_eq!(c.seconds_left(NOW_MS + 1), 3599);
-        assert_eq!(c.seconds_left(NOW_MS + 3_600_000), 0);
-        assert_eq!(c.seconds_left(NOW_MS + 3_600_001), -1);
-        assert_eq!(c.seconds_left(u64::MAX), -18_446_742_373_705_952);
     }
 
     #[test]

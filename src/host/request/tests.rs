@@ -136,7 +136,8 @@ fn admitted_request_loses_its_credentials_and_gains_the_key_id() {
 #[test]
 fn refused_requests_get_one_json_body_and_the_matching_counter() {
     let g = guard(r#","allow_cidrs":["10.0.0.0/8"]"#);
-    let cases: &[(&[(&str, &str)], &str, u32, Option<u32>)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, u32, Option<u32>);
+    let cases: &[Case] = &[
         (
             &[("x-bcsp-key", "alpha")],
             "10.0.0.1:1000",
