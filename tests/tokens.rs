@@ -34,7 +34,12 @@ struct TokenStack {
     stack: Stack,
 }
 
-fn start(lifetime_s: u64, token: Value, concurrency: u32, setup: impl FnOnce(&Emulator)) -> TokenStack {
+fn start(
+    lifetime_s: u64,
+    token: Value,
+    concurrency: u32,
+    setup: impl FnOnce(&Emulator),
+) -> TokenStack {
     let emu = Emulator::start("127.0.0.1:0", lifetime_s).expect("start metadata emulator");
     setup(&emu);
     let cfg = EnvoyConfig::new(filter(token))
@@ -46,7 +51,10 @@ fn start(lifetime_s: u64, token: Value, concurrency: u32, setup: impl FnOnce(&Em
 
 impl TokenStack {
     fn call(&self) -> Reply {
-        self.stack.request("/botconnector/bots").header("x-bcsp-key", SECRET).send()
+        self.stack
+            .request("/botconnector/bots")
+            .header("x-bcsp-key", SECRET)
+            .send()
     }
 
     /// Polls (bounded) until a call is admitted with 200.
@@ -66,7 +74,12 @@ impl TokenStack {
     fn assert_upstream_only_saw_valid_tokens(&self, header: &str) {
         for seen in self.stack.upstream.requests() {
             let values = seen.headers_named(header);
-            assert_eq!(values.len(), 1, "upstream request without exactly one {header}: {:?}", seen.headers);
+            assert_eq!(
+                values.len(),
+                1,
+                "upstream request without exactly one {header}: {:?}",
+                seen.headers
+            );
             let jwt = values[0].strip_prefix("Bearer ").expect("Bearer scheme");
             let claims = decode_claims(jwt).expect("upstream token is an emulator JWT");
             assert_eq!(claims.aud, AUD);
@@ -78,7 +91,9 @@ impl TokenStack {
 fn is_no_token_503(r: &Reply) -> bool {
     r.status == 503
         && r.json()["error"] == "upstream_token_unavailable"
-        && r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1)
+        && r.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1)
 }
 
 #[test]
@@ -107,12 +122,19 @@ fn admitted_request_carries_a_fresh_token_and_no_caller_identity() {
     assert_eq!(t.stack.envoy.counter("bcsp_guard.token.fetch_ok"), 1);
     // The token's signature segment never shows up in Envoy's log.
     let sig = jwt.rsplit('.').next().unwrap();
-    t.stack.envoy.assert_log_free_of(&[SECRET], &[jwt, sig, "forged-by-caller"]);
+    t.stack
+        .envoy
+        .assert_log_free_of(&[SECRET], &[jwt, sig, "forged-by-caller"]);
 }
 
 #[test]
 fn x_serverless_authorization_mode_leaves_authorization_to_the_app() {
-    let t = start(3600, json!({"header": "x-serverless-authorization"}), 1, |_| {});
+    let t = start(
+        3600,
+        json!({"header": "x-serverless-authorization"}),
+        1,
+        |_| {},
+    );
     let r = t
         .stack
         .request("/x")
@@ -129,13 +151,19 @@ fn x_serverless_authorization_mode_leaves_authorization_to_the_app() {
 #[test]
 fn four_workers_and_a_cold_burst_make_exactly_one_fetch() {
     // A slow metadata server keeps the burst waiting on the one fetch in flight.
-    let t = start(3600, json!({"max_wait_ms": 5000}), 4, |emu| emu.set_delay(Duration::from_millis(700)));
+    let t = start(3600, json!({"max_wait_ms": 5000}), 4, |emu| {
+        emu.set_delay(Duration::from_millis(700))
+    });
     let addr = t.stack.envoy.addr();
     let replies: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..16)
             .map(|_| {
                 s.spawn(move || {
-                    request("GET", "/bots").to(addr).header("x-bcsp-key", SECRET).send().status
+                    request("GET", "/bots")
+                        .to(addr)
+                        .header("x-bcsp-key", SECRET)
+                        .send()
+                        .status
                 })
             })
             .collect();
@@ -150,7 +178,12 @@ fn four_workers_and_a_cold_burst_make_exactly_one_fetch() {
 
 #[test]
 fn tokens_are_refreshed_ahead_of_expiry_under_steady_traffic() {
-    let t = start(10, json!({"refresh_margin_s": 5, "expiry_skew_s": 1}), 2, |_| {});
+    let t = start(
+        10,
+        json!({"refresh_margin_s": 5, "expiry_skew_s": 1}),
+        2,
+        |_| {},
+    );
     let started = Instant::now();
     let mut jtis = std::collections::BTreeSet::new();
     while started.elapsed() < Duration::from_secs(30) {
@@ -158,7 +191,11 @@ fn tokens_are_refreshed_ahead_of_expiry_under_steady_traffic() {
         let r = t.call();
         assert_eq!(r.status, 200, "{}", r.text());
         let seen = t.stack.upstream.last();
-        let jwt = seen.header("authorization").unwrap().strip_prefix("Bearer ").unwrap();
+        let jwt = seen
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
         let claims = decode_claims(jwt).unwrap();
         // Forwarded at or after sent_ms, and only while now + skew < exp.
         assert!(
@@ -172,12 +209,18 @@ fn tokens_are_refreshed_ahead_of_expiry_under_steady_traffic() {
     // Refresh every ~5 s (the later of exp - margin and mid-life): 30 s → 6 or 7 fetches.
     let fetches = t.emu.fetch_count(AUD);
     assert!((6..=8).contains(&fetches), "{fetches} fetches in 30 s");
-    assert!(jtis.len() as u64 >= fetches - 1, "{} tokens used of {fetches}", jtis.len());
+    assert!(
+        jtis.len() as u64 >= fetches - 1,
+        "{} tokens used of {fetches}",
+        jtis.len()
+    );
 }
 
 #[test]
 fn metadata_down_at_start_gives_503_then_recovers() {
-    let t = start(3600, json!({"max_wait_ms": 800}), 1, |emu| emu.set_mode(Mode::Down));
+    let t = start(3600, json!({"max_wait_ms": 800}), 1, |emu| {
+        emu.set_mode(Mode::Down)
+    });
     let begun = Instant::now();
     let r = t.call();
     assert!(is_no_token_503(&r), "{} {}", r.status, r.text());
@@ -193,11 +236,22 @@ fn metadata_down_at_start_gives_503_then_recovers() {
 #[test]
 fn cached_token_serves_through_an_outage_until_the_skew_then_503_then_recovery() {
     // 6 s tokens, refresh from 3 s, never sent in the last 2 s.
-    let t = start(6, json!({"refresh_margin_s": 3, "expiry_skew_s": 2, "max_wait_ms": 300}), 1, |_| {});
+    let t = start(
+        6,
+        json!({"refresh_margin_s": 3, "expiry_skew_s": 2, "max_wait_ms": 300}),
+        1,
+        |_| {},
+    );
     let first = t.wait_for_200(Duration::from_secs(5));
     drop(first);
     let exp = decode_claims(
-        t.stack.upstream.last().header("authorization").unwrap().strip_prefix("Bearer ").unwrap(),
+        t.stack
+            .upstream
+            .last()
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap(),
     )
     .unwrap()
     .exp;
@@ -209,10 +263,16 @@ fn cached_token_serves_through_an_outage_until_the_skew_then_503_then_recovery()
         let r = t.call();
         if r.status == 200 {
             assert!(!saw_503 || t.emu.fetch_count(AUD) > 0);
-            assert!(sent_ms < (exp - 2) * 1000 + 1500 || saw_503, "served past the skew window");
+            assert!(
+                sent_ms < (exp - 2) * 1000 + 1500 || saw_503,
+                "served past the skew window"
+            );
         } else {
             assert!(is_no_token_503(&r), "{} {}", r.status, r.text());
-            assert!(now_ms() + 200 >= (exp - 2) * 1000, "503 while the cached token was still good");
+            assert!(
+                now_ms() + 200 >= (exp - 2) * 1000,
+                "503 while the cached token was still good"
+            );
             saw_503 = true;
             break;
         }
@@ -226,9 +286,12 @@ fn cached_token_serves_through_an_outage_until_the_skew_then_503_then_recovery()
 
 #[test]
 fn slow_metadata_beyond_the_fetch_timeout_fails_closed_then_recovers() {
-    let t = start(3600, json!({"fetch_timeout_ms": 300, "max_wait_ms": 1000}), 1, |emu| {
-        emu.set_delay(Duration::from_millis(2000))
-    });
+    let t = start(
+        3600,
+        json!({"fetch_timeout_ms": 300, "max_wait_ms": 1000}),
+        1,
+        |emu| emu.set_delay(Duration::from_millis(2000)),
+    );
     let r = t.call();
     assert!(is_no_token_503(&r), "{} {}", r.status, r.text());
     assert_eq!(t.stack.upstream.count(), 0);
@@ -240,14 +303,27 @@ fn slow_metadata_beyond_the_fetch_timeout_fails_closed_then_recovers() {
 #[test]
 fn server_errors_garbage_and_expired_tokens_are_failed_fetches() {
     for (name, setup) in [
-        ("500s", Box::new(|e: &Emulator| e.fail_next(2, 500)) as Box<dyn Fn(&Emulator)>),
-        ("garbage", Box::new(|e: &Emulator| e.set_mode(Mode::Garbage))),
-        ("expired", Box::new(|e: &Emulator| e.set_mode(Mode::Expired))),
+        (
+            "500s",
+            Box::new(|e: &Emulator| e.fail_next(2, 500)) as Box<dyn Fn(&Emulator)>,
+        ),
+        (
+            "garbage",
+            Box::new(|e: &Emulator| e.set_mode(Mode::Garbage)),
+        ),
+        (
+            "expired",
+            Box::new(|e: &Emulator| e.set_mode(Mode::Expired)),
+        ),
     ] {
         let t = start(3600, json!({"max_wait_ms": 500}), 1, |e| setup(e));
         let r = t.call();
         assert!(is_no_token_503(&r), "{name}: {} {}", r.status, r.text());
-        assert_eq!(t.stack.upstream.count(), 0, "{name}: forwarded without a valid token");
+        assert_eq!(
+            t.stack.upstream.count(),
+            0,
+            "{name}: forwarded without a valid token"
+        );
         t.emu.set_mode(Mode::Normal);
         t.wait_for_200(Duration::from_secs(20));
         assert!(t.emu.fetch_count(AUD) >= 2, "{name}");

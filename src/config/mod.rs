@@ -136,6 +136,17 @@ fn compile_keys(raw: &[RawKey]) -> Result<KeySet, ConfigError> {
                 format!("`{id}` is used by another key"),
             ));
         }
+        // Prometheus turns `.` and `-` into `_`: `a-b` and `a.b` would be one metric name.
+        let metric_name = |k: &KeyId| k.as_str().replace(['.', '-'], "_");
+        if let Some(other) = keys.iter().find(|o| metric_name(&o.id) == metric_name(&id)) {
+            return Err(ConfigError::at(
+                at("id"),
+                format!(
+                    "`{id}` and `{}` would share one Prometheus metric name",
+                    other.id
+                ),
+            ));
+        }
         let header = match &k.header {
             None => DEFAULT_KEY_HEADER.to_owned(),
             Some(h) => fields::header_name(h).map_err(|m| ConfigError::at(at("header"), m))?,

@@ -2,6 +2,7 @@
 //! proxy-wasm contexts that implement those traits with real host calls.
 
 pub mod metrics;
+pub mod once;
 pub mod reply;
 pub mod request;
 pub mod tokens;

@@ -229,7 +229,10 @@ impl RootContext for Root {
                 return false;
             }
         };
-        log::info!("{}", policy.summary());
+        let summary = policy.summary();
+        if super::once::first_to_announce(&Host, &summary) {
+            log::info!("{summary}");
+        }
         let stats = Stats::define(&policy, |kind, name| {
             abi::define_metric(kind == Kind::Gauge, name)
         });

@@ -32,9 +32,7 @@ pub enum Plan {
 /// Whether this worker should try to start a fetch now: the token is missing, due for refresh
 /// or no longer usable, no backoff is running, and no lease is held.
 pub fn plan(now_ms: u64, token: Option<&CachedToken>, state: &FetchState, t: &Timing) -> Plan {
-    let wanted = token.is_none_or(|c| {
-        refresh_due(now_ms, c) || !usable(now_ms, c.exp_s, t)
-    });
+    let wanted = token.is_none_or(|c| refresh_due(now_ms, c) || !usable(now_ms, c.exp_s, t));
     let free = backoff_until(now_ms, state).is_none() && active_lease(now_ms, state, t).is_none();
     if wanted && free {
         Plan::Fetch

