@@ -123,12 +123,10 @@ fn every_config_error_names_its_field() {
         (
             r#"{"keys":[{"id":"k","sha256":"abc"}]}"#.into(),
             "keys[0].sha256: expected 64 hex",
-            (
-                format!(
-                    r#"{{"keys":[{{"id":"a-b","sha256":"{H}"}},{{"id":"a.b","sha256":"{H}"}}]}}"#
-                ),
-                "keys[1].id: `a.b` and `a-b` would share one Prometheus metric name",
-            ),
+        ),
+        (
+            format!(r#"{{"keys":[{{"id":"a-b","sha256":"{H}"}},{{"id":"a.b","sha256":"{H}"}}]}}"#),
+            "keys[1].id: `a.b` and `a-b` would share one Prometheus metric name",
         ),
         (
             format!(
