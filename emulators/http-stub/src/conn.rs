@@ -53,7 +53,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, handler: &Handler) {
         };
         let close = parsed.close || response.wants_close();
         let head_only = request.method.eq_ignore_ascii_case("HEAD");
-        let keep_alive_hdr = parsed.keep_alive_hdr && parsed.http10;
+        let keep_alive_hdr = parsed.keep_alive_hdr;
         if write(&reader, &response, head_only, close, keep_alive_hdr).is_err() {
             return;
         }

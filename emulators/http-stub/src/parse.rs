@@ -170,7 +170,6 @@ fn is_timeout(e: &io::Error) -> bool {
 /// What the connection loop needs besides the request itself.
 pub(crate) struct Parsed {
     pub(crate) request: Request,
-    pub(crate) http10: bool,
     /// Client asked to close (or HTTP/1.0 without keep-alive).
     pub(crate) close: bool,
     /// HTTP/1.0 client that asked for keep-alive: echo it.
@@ -221,7 +220,6 @@ pub(crate) fn read_request(
             body,
             peer,
         },
-        http10,
         close,
         keep_alive_hdr,
     })
