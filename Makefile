@@ -14,7 +14,7 @@ ENVOY_OLD := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
 # Ceiling asserted on the release module: well under the 2 MiB GCP Service Extensions allows for module plus config.
 WASM_MAX_BYTES := 524288
 
-.PHONY: help test run wasm envoy toolchain lint unit e2e e2e-latest e2e-oldest size clean
+.PHONY: help test run demo wasm envoy toolchain lint unit e2e e2e-latest e2e-oldest size clean
 
 help:
 	@echo "make run    build the filter and run it in Envoy on localhost"
@@ -65,6 +65,10 @@ test: toolchain envoy lint size unit e2e
 run: $(ENVOY) wasm
 	cargo build --release -p metadata-emulator -p sample-bcsp
 	ENVOY=$(abspath $(ENVOY)) scripts/run.sh
+
+# A scripted Genesys-like conversation against the stack `make run` started (run it in another terminal).
+demo:
+	scripts/demo.sh
 
 clean:
 	cargo clean
