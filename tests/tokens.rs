@@ -337,3 +337,29 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[test]
+fn audience_follows_the_routed_cluster() {
+    const EU: &str = "https://bcsp-eu-ew.a.run.app";
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("start metadata emulator");
+    let eu_cluster = "  - name: bcsp_eu\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: bcsp_eu\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {UPSTREAM_PORT}}}}\n";
+    let cfg = EnvoyConfig::new(filter(json!({"audience_by_cluster": {"bcsp_eu": EU}})))
+        .route("/eu/", "bcsp_eu")
+        .extra_clusters(&format!("{}{eu_cluster}", metadata_cluster(emu.addr())));
+    let stack = Stack::start(&cfg);
+    let aud_seen = |path: &str| {
+        let r = stack.request(path).header("x-bcsp-key", SECRET).send();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let seen = stack.upstream.last();
+        let jwt = seen
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        decode_claims(jwt).unwrap().aud
+    };
+    assert_eq!(aud_seen("/eu/botconnector/bots"), EU);
+    assert_eq!(aud_seen("/botconnector/bots"), AUD);
+    assert_eq!(emu.fetch_count(EU), 1);
+    assert_eq!(emu.fetch_count(AUD), 1);
+}

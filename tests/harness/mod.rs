@@ -194,6 +194,8 @@ pub struct EnvoyConfig {
     pub concurrency: u32,
     /// Raw YAML list items appended under `static_resources.clusters` (indented 2 spaces).
     pub extra_clusters: String,
+    /// Routes tried before the catch-all `/` → `bcsp`, as `(path prefix, cluster)`.
+    pub extra_routes: Vec<(String, String)>,
 }
 
 impl EnvoyConfig {
@@ -206,6 +208,7 @@ impl EnvoyConfig {
             ipv4_compat: false,
             concurrency: 1,
             extra_clusters: String::new(),
+            extra_routes: Vec::new(),
         }
     }
     pub fn use_remote_address(mut self, on: bool) -> Self {
@@ -228,6 +231,13 @@ impl EnvoyConfig {
         self.concurrency = n;
         self
     }
+    /// Route requests under `prefix` to `cluster` (declare it with `extra_clusters`).
+    pub fn route(mut self, prefix: &str, cluster: &str) -> Self {
+        self.extra_routes
+            .push((prefix.to_string(), cluster.to_string()));
+        self
+    }
+    /// `{UPSTREAM_PORT}` in the YAML becomes the recording upstream's port.
     pub fn extra_clusters(mut self, yaml: &str) -> Self {
         self.extra_clusters = yaml.to_string();
         self
@@ -256,7 +266,7 @@ static_resources:
             virtual_hosts:
             - name: bcsp
               domains: ["*"]
-              routes: [{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]
+              routes: [{routes}{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]
           http_filters:
           - name: envoy.filters.http.wasm
             typed_config:
@@ -296,7 +306,18 @@ static_resources:
             }),
             up_ip = q(&upstream.ip().to_string()),
             up_port = upstream.port(),
-            extra = self.extra_clusters,
+            extra = self
+                .extra_clusters
+                .replace("{UPSTREAM_PORT}", &upstream.port().to_string()),
+            routes = self
+                .extra_routes
+                .iter()
+                .map(|(p, c)| format!(
+                    "{{match: {{prefix: {}}}, route: {{cluster: {}}}}}, ",
+                    q(p),
+                    q(c)
+                ))
+                .collect::<String>(),
         )
     }
 }
