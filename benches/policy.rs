@@ -1,0 +1,102 @@
+//! Per-request CPU of the pure policy core, natively (`make bench` runs it; alone:
+//! `cargo bench --bench policy`). The policy is the one the Envoy benchmark loads
+//! (bench/configs/bcsp-guard-policy.json: 3 keys, 20 CIDRs, X-Forwarded-For rule with
+//! trusted_hops 1), compiled once; each iteration is one request's `decide`.
+
+use bcsp_guard::config;
+use bcsp_guard::policy::decide::{decide, Decision, RequestView};
+use bcsp_guard::policy::keys::SecretHash;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+const POLICY: &str = include_str!("../bench/configs/bcsp-guard-policy.json");
+/// The secret of key `genesys-2026q4` (the middle one of three).
+const SECRET: &str = "E4aOTJqw/r/R+dMx+MD90UT7P9cHXu03KQpeMXOKYLc=";
+const NOW_MS: i64 = 1_795_000_000_000; // 2026-11
+
+/// What the filter sees for one Genesys call: the client's headers plus what Envoy adds
+/// (the peer appended to X-Forwarded-For: the last entry, inside the allowlist's last CIDR).
+fn headers(key: &str, xff: &str) -> Vec<(String, String)> {
+    [
+        (":authority", "bcsp.example.com"),
+        (":path", "/bots/bench-bot"),
+        (":method", "GET"),
+        (":scheme", "https"),
+        ("user-agent", "Genesys-Cloud-Bot-Connector/2.0"),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("x-bcsp-key", key),
+        ("x-forwarded-for", xff),
+        (
+            "x-genesys-conversation-id",
+            "0f9a1c2e-5b7d-4e21-9c3a-8d6f0b1e2a47",
+        ),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "5db52d7b-7479-409b-b0ba-b9a446854f1b"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = config::compile(POLICY.as_bytes()).expect("bench policy compiles");
+    let admit = headers(SECRET, "34.200.73.250,127.0.0.1");
+    let wrong_key = headers(
+        "not-the-secret-not-the-secret-not-the-secret",
+        "34.200.73.250,127.0.0.1",
+    );
+    let outside = headers(SECRET, "127.0.0.1,34.200.73.251");
+
+    // Sanity: the benchmark measures the paths it claims to.
+    let view = |h: &'_ [(String, String)]| -> bool {
+        let v = RequestView {
+            headers: h,
+            downstream: None,
+            now_ms: NOW_MS,
+        };
+        matches!(decide(&policy, &v), Decision::Admit(_))
+    };
+    assert!(view(&admit), "admit headers must be admitted");
+    assert!(
+        !view(&wrong_key) && !view(&outside),
+        "deny headers must be denied"
+    );
+
+    let mut g = c.benchmark_group("decide");
+    for (name, h) in [
+        ("full_policy_admit", &admit),
+        ("wrong_key_401", &wrong_key),
+        ("outside_cidrs_403", &outside),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let v = RequestView {
+                    headers: black_box(h.as_slice()),
+                    downstream: None,
+                    now_ms: black_box(NOW_MS),
+                };
+                black_box(matches!(decide(&policy, &v), Decision::Admit(_)))
+            })
+        });
+    }
+    g.finish();
+
+    // The parts: the one SHA-256 every admitted request pays, and building the owned header
+    // list the host layer hands to `decide` (what proxy-wasm's get_map allocates in the VM).
+    let mut g = c.benchmark_group("parts");
+    g.bench_function("sha256_of_44_byte_secret", |b| {
+        b.iter(|| black_box(SecretHash::of(black_box(SECRET.as_bytes()))))
+    });
+    g.bench_function("owned_header_list_13", |b| {
+        b.iter(|| black_box(headers(black_box(SECRET), "34.200.73.250,127.0.0.1")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
