@@ -208,6 +208,10 @@ fn tokens_are_refreshed_ahead_of_expiry_under_steady_traffic() {
     }
     // Refresh every ~5 s (the later of exp - margin and mid-life): 30 s → 6 or 7 fetches.
     let fetches = t.emu.fetch_count(AUD);
+    eprintln!(
+        "fault-matrix | steady 30 s, 10 s tokens, 2 workers | fetches {fetches} | tokens used {}",
+        jtis.len()
+    );
     assert!((6..=8).contains(&fetches), "{fetches} fetches in 30 s");
     assert!(
         jtis.len() as u64 >= fetches - 1,
@@ -231,6 +235,7 @@ fn metadata_down_at_start_gives_503_then_recovers() {
     t.wait_for_200(Duration::from_secs(20));
     t.assert_upstream_only_saw_valid_tokens("authorization");
     assert!(t.stack.envoy.counter("bcsp_guard.token.fetch_failed") >= 1);
+    report("metadata down at start", &t);
 }
 
 #[test]
@@ -282,6 +287,7 @@ fn cached_token_serves_through_an_outage_until_the_skew_then_503_then_recovery()
     t.emu.set_mode(Mode::Normal);
     t.wait_for_200(Duration::from_secs(40));
     t.assert_upstream_only_saw_valid_tokens("authorization");
+    report("down after the first token", &t);
 }
 
 #[test]
@@ -298,6 +304,7 @@ fn slow_metadata_beyond_the_fetch_timeout_fails_closed_then_recovers() {
     t.emu.set_delay(Duration::ZERO);
     t.wait_for_200(Duration::from_secs(20));
     t.assert_upstream_only_saw_valid_tokens("authorization");
+    report("slower than fetch_timeout_ms", &t);
 }
 
 #[test]
@@ -328,7 +335,21 @@ fn server_errors_garbage_and_expired_tokens_are_failed_fetches() {
         t.wait_for_200(Duration::from_secs(20));
         assert!(t.emu.fetch_count(AUD) >= 2, "{name}");
         t.assert_upstream_only_saw_valid_tokens("authorization");
+        report(name, &t);
     }
+}
+
+/// One row of the fault matrix, for the record (`--nocapture` shows it).
+fn report(case: &str, t: &TokenStack) {
+    let e = &t.stack.envoy;
+    eprintln!(
+        "fault-matrix | {case} | fetches {} | fetch_ok {} | fetch_failed {} | 503s {} | forwarded {}",
+        t.emu.fetch_count(AUD),
+        e.counter("bcsp_guard.token.fetch_ok"),
+        e.counter("bcsp_guard.token.fetch_failed"),
+        e.counter("bcsp_guard.denied.no_token"),
+        t.stack.upstream.count(),
+    );
 }
 
 fn now_ms() -> i64 {
