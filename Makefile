@@ -59,7 +59,7 @@ e2e-oldest: $(ENVOY_OLD) wasm
 
 e2e: e2e-latest e2e-oldest
 
-test: toolchain envoy lint size unit e2e
+test: toolchain envoy lint size unit check-deploy e2e
 	@echo "make test: all tiers passed"
 
 run: $(ENVOY) wasm
@@ -70,6 +70,42 @@ run: $(ENVOY) wasm
 demo:
 	scripts/demo.sh
 
+# Deployment (deploy/, docker-compose.yml; issue 4).
+# `make release`: dist/bcsp_guard.wasm (wasm-opt -Oz when wasm-opt is installed), its SHA-256 and
+# the OCI image layout that Istio's WasmPlugin and Service Extensions pull (deploy/release.sh).
+# `make check-deploy`: installs promtool (Debian package prometheus) if missing, then runs the
+# deployment checks (tests/deploy.rs); `make test` runs them too, and needs promtool for that.
+.PHONY: release check-deploy
+release: toolchain $(ENVOY)
+	ENVOY=$(abspath $(ENVOY)) deploy/release.sh
+
+check-deploy: $(ENVOY) wasm
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy
+
 clean:
 	cargo clean
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) .run dist
+
+# Benchmarks (issue 7): no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
+# plus the policy core under criterion. Writes bench/RESULTS.md; knobs in bench/run.py.
+BENCH_TARGET_DIR := target/bench
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+.PHONY: bench
+bench: $(ENVOY) wasm
+	@missing=""; command -v wrk >/dev/null || missing="wrk"; \
+	  command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq; \
+	    for p in $$missing; do $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null || echo "could not install $$p"; done; fi
+	@command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
+	cargo build --release --target wasm32-wasip1 --manifest-path bench/floor-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cargo build --release --target wasm32-wasip1 --manifest-path bench/probe-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cargo build --release --manifest-path bench/upstream/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cargo build --release -p metadata-emulator
+	cargo bench --bench policy --no-run
+	$(PYTHON) bench/run.py

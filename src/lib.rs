@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod base64;
 pub mod config;
 pub mod host;
 pub mod policy;

@@ -1,16 +1,23 @@
 //! Configuration: JSON → validated, compiled [`Policy`]. Every error names the field path
 //! (`keys[1].sha256: ...`) so one log line tells the operator what to fix.
 
-mod fields;
-mod raw;
+pub mod fields;
+pub mod genesys;
+pub mod raw;
 
 use crate::policy::client_ip::{Cidr, CidrSet, ClientIpRule};
 use crate::policy::keys::{Key, KeyId, KeySet, SecretHash, Window};
+use crate::policy::lockout::LockoutRule;
+use crate::policy::routes::{self, Route, Routes};
 use crate::policy::time::parse_rfc3339;
 use crate::policy::upstream::UpstreamToken;
+use crate::policy::webhook::{SecretSource, Webhook, WebhookSecret, DEFAULT_SIGNATURE_HEADER};
 use crate::policy::Policy;
 use crate::token::schedule::Timing;
-use raw::{RawClientIp, RawConfig, RawKey, RawUpstreamToken};
+use raw::{
+    RawClientIp, RawConfig, RawIpRanges, RawKey, RawLockout, RawRoutes, RawUpstreamToken,
+    RawWebhook,
+};
 use std::fmt;
 
 pub const MAX_KEYS: usize = 64;
@@ -21,6 +28,14 @@ pub const DEFAULT_KEY_ID_HEADER: &str = "x-bcsp-key-id";
 pub const DEFAULT_METADATA_AUTHORITY: &str = "metadata.google.internal";
 pub const DEFAULT_METADATA_PATH: &str =
     "/computeMetadata/v1/instance/service-accounts/default/identity";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_ROUTES: usize = 64;
+pub const MAX_WEBHOOKS: usize = 8;
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+
+/// Reads an environment variable of the Wasm VM (Envoy's `vm_config.environment_variables`).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -50,8 +65,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses and validates the filter configuration.
+/// Parses and validates the filter configuration; webhook secrets named by `secret_env` come
+/// from the process environment (inside Envoy: the Wasm VM's).
 pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
+    compile_with_env(json, &|name| std::env::var(name).ok())
+}
+
+/// [`compile`] with the environment given explicitly (the CLI checks an Envoy YAML's
+/// `vm_config.environment_variables` this way).
+pub fn compile_with_env(json: &[u8], env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(ConfigError::at("", "is empty; at least `keys` is required"));
     }
@@ -69,17 +91,31 @@ pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
         // serde_json appends "at line L column C"; keep it, it helps find the spot.
         ConfigError::at(path, e.into_inner().to_string())
     })?;
-    compile_raw(raw)
+    compile_raw(raw, env)
 }
 
-fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
+fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
     let keys = compile_keys(&raw.keys)?;
     let client_ip = compile_client_ip(raw.client_ip.as_ref())?;
-    let allow = match raw.allow_cidrs {
+    let mut cidrs = compile_cidrs(raw.allow_cidrs.as_deref().unwrap_or_default())?;
+    let ip_ranges = match &raw.genesys_ip_ranges {
         None => None,
-        Some(list) if list.is_empty() => None,
-        Some(list) => Some(compile_cidrs(&list)?),
+        Some(r) => {
+            let (picked, summary) = compile_ip_ranges(r)?;
+            cidrs.extend(picked);
+            Some(summary)
+        }
     };
+    if cidrs.len() > MAX_CIDRS {
+        return Err(ConfigError::at(
+            "allow_cidrs",
+            format!(
+                "at most {MAX_CIDRS} entries together with genesys_ip_ranges, got {}",
+                cidrs.len()
+            ),
+        ));
+    }
+    let allow = (!cidrs.is_empty()).then(|| CidrSet::new(cidrs));
     let key_id_header = match raw.key_id_header.as_deref() {
         None => Some(DEFAULT_KEY_ID_HEADER.to_owned()),
         Some("") => None,
@@ -105,6 +141,41 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
             ));
         }
     }
+    let routes = raw.routes.as_ref().map(compile_routes).transpose()?;
+    let max_body_bytes = match raw.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) if (1..=MAX_MAX_BODY_BYTES).contains(&n) => n,
+        Some(n) => {
+            return Err(ConfigError::at(
+                "max_body_bytes",
+                format!("must be 1 to {MAX_MAX_BODY_BYTES}, got {n}"),
+            ))
+        }
+    };
+    let mut taken: Vec<(&str, String)> = keys
+        .headers
+        .iter()
+        .map(|h| ("a credential header", h.clone()))
+        .collect();
+    if let Some(h) = &key_id_header {
+        taken.push(("key_id_header", h.clone()));
+    }
+    if let Some(t) = &upstream_token {
+        taken.push(("upstream_token.header", t.header.clone()));
+        taken.push((
+            "upstream_token.header",
+            "x-serverless-authorization".to_owned(),
+        ));
+    }
+    let mut warnings = Vec::new();
+    let webhooks = compile_webhooks(
+        raw.webhooks.as_deref().unwrap_or_default(),
+        routes.as_ref(),
+        &taken,
+        env,
+        &mut warnings,
+    )?;
+    let lockout = raw.lockout.as_ref().map(compile_lockout).transpose()?;
     let www_authenticate = challenge(&keys);
     Ok(Policy {
         keys,
@@ -113,6 +184,255 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         key_id_header,
         www_authenticate,
         upstream_token,
+        ip_ranges,
+        routes,
+        max_body_bytes,
+        webhooks,
+        lockout,
+        warnings,
+    })
+}
+
+fn compile_ip_ranges(raw: &RawIpRanges) -> Result<(Vec<Cidr>, String), ConfigError> {
+    let at = |f: &str| {
+        if f.is_empty() {
+            "genesys_ip_ranges".to_owned()
+        } else {
+            format!("genesys_ip_ranges.{f}")
+        }
+    };
+    let services = match &raw.services {
+        None => vec![genesys::DEFAULT_SERVICE.to_owned()],
+        Some(s) if s.is_empty() => {
+            return Err(ConfigError::at(
+                at("services"),
+                "must not be empty (omit it for [\"bot-connector\"])",
+            ))
+        }
+        Some(s) => s.clone(),
+    };
+    if raw.regions.is_empty() {
+        return Err(ConfigError::at(
+            at("regions"),
+            "must name at least one Genesys region, such as us-east-1",
+        ));
+    }
+    let cidrs = genesys::selected_cidrs(&raw.document, &services, &raw.regions)
+        .map_err(|(path, m)| ConfigError::at(at(&path), m))?;
+    let summary = format!(
+        "{} from genesys_ip_ranges (services {}; regions {})",
+        cidrs.len(),
+        services.join(","),
+        raw.regions.join(",")
+    );
+    Ok((cidrs, summary))
+}
+
+fn compile_routes(raw: &RawRoutes) -> Result<Routes, ConfigError> {
+    match raw {
+        RawRoutes::Preset(p) => {
+            if p.preset != routes::PRESET_DIGITAL_BOT_CONNECTOR_V2 {
+                return Err(ConfigError::at(
+                    "routes.preset",
+                    format!(
+                        "must be `{}`, got `{}`",
+                        routes::PRESET_DIGITAL_BOT_CONNECTOR_V2,
+                        fields::printable(&p.preset)
+                    ),
+                ));
+            }
+            let base = match p.base_path.as_deref() {
+                None | Some("/") => "",
+                Some(b) => {
+                    routes::check_literal_path(b).map_err(|e| {
+                        ConfigError::at(
+                            "routes.base_path",
+                            format!("`{}` {}", fields::printable(b), e.message()),
+                        )
+                    })?;
+                    b
+                }
+            };
+            let list = routes::DIGITAL_BOT_CONNECTOR_V2
+                .iter()
+                .map(|(m, path)| {
+                    Route::parse(m, &format!("{base}{path}"))
+                        .map_err(|e| ConfigError::at("routes.base_path", e.message()))
+                })
+                .collect::<Result<Vec<Route>, ConfigError>>()?;
+            Ok(Routes::new(list, Some(p.preset.clone())))
+        }
+        RawRoutes::List(list) => {
+            if list.is_empty() || list.len() > MAX_ROUTES {
+                return Err(ConfigError::at(
+                    "routes",
+                    format!("must hold 1 to {MAX_ROUTES} entries, got {}", list.len()),
+                ));
+            }
+            let mut out: Vec<Route> = Vec::with_capacity(list.len());
+            for (i, r) in list.iter().enumerate() {
+                let route = Route::parse(&r.method, &r.path).map_err(|e| {
+                    let field = if e == routes::RouteError::Method {
+                        "method"
+                    } else {
+                        "path"
+                    };
+                    let shown = if field == "method" {
+                        &r.method
+                    } else {
+                        &r.path
+                    };
+                    ConfigError::at(
+                        format!("routes[{i}].{field}"),
+                        format!("`{}` {}", fields::printable(shown), e.message()),
+                    )
+                })?;
+                if out.contains(&route) {
+                    return Err(ConfigError::at(
+                        format!("routes[{i}]"),
+                        format!("`{route}` is listed twice"),
+                    ));
+                }
+                out.push(route);
+            }
+            Ok(Routes::new(out, None))
+        }
+    }
+}
+
+fn env_name_ok(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn compile_webhooks(
+    raw: &[RawWebhook],
+    routes: Option<&Routes>,
+    taken: &[(&str, String)],
+    env: EnvLookup<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Webhook>, ConfigError> {
+    if raw.len() > MAX_WEBHOOKS {
+        return Err(ConfigError::at(
+            "webhooks",
+            format!("at most {MAX_WEBHOOKS} entries, got {}", raw.len()),
+        ));
+    }
+    let mut out: Vec<Webhook> = Vec::with_capacity(raw.len());
+    for (i, w) in raw.iter().enumerate() {
+        let at = |f: &str| format!("webhooks[{i}].{f}");
+        let prefix = w.path_prefix.as_str();
+        if prefix == "/" {
+            return Err(ConfigError::at(
+                at("path_prefix"),
+                "must not be / (every request would skip the key check)",
+            ));
+        }
+        routes::check_literal_path(prefix).map_err(|e| {
+            ConfigError::at(
+                at("path_prefix"),
+                format!("`{}` {}", fields::printable(prefix), e.message()),
+            )
+        })?;
+        if let Some(other) = out.iter().find(|o| {
+            routes::under_prefix(prefix, &o.path_prefix)
+                || routes::under_prefix(&o.path_prefix, prefix)
+        }) {
+            return Err(ConfigError::at(
+                at("path_prefix"),
+                format!("`{prefix}` overlaps `{}`", other.path_prefix),
+            ));
+        }
+        if let Some(r) = routes.and_then(|r| r.overlaps_prefix(prefix)) {
+            return Err(ConfigError::at(
+                at("path_prefix"),
+                format!("`{prefix}` overlaps the route `{r}`; webhook paths need no route"),
+            ));
+        }
+        let header = match &w.header {
+            None => DEFAULT_SIGNATURE_HEADER.to_owned(),
+            Some(h) => fields::header_name(h).map_err(|m| ConfigError::at(at("header"), m))?,
+        };
+        if let Some((what, _)) = taken.iter().find(|(_, h)| *h == header) {
+            return Err(ConfigError::at(
+                at("header"),
+                format!("`{header}` is also {what}"),
+            ));
+        }
+        let (secret, source, field) = match (&w.secret_env, &w.secret) {
+            (Some(name), None) => {
+                if !env_name_ok(name) {
+                    return Err(ConfigError::at(
+                        at("secret_env"),
+                        format!(
+                            "`{}` is not an environment variable name",
+                            fields::printable(name)
+                        ),
+                    ));
+                }
+                let value = env(name).ok_or_else(|| {
+                    ConfigError::at(
+                        at("secret_env"),
+                        format!(
+                            "environment variable `{name}` is not set in the Wasm VM \
+                             (pass it with vm_config.environment_variables)"
+                        ),
+                    )
+                })?;
+                (value, SecretSource::Env(name.clone()), "secret_env")
+            }
+            (None, Some(s)) => {
+                warnings.push(format!(
+                    "bcsp-guard: webhooks[{i}] ({prefix}) has an inline secret, which is stored in the Envoy config; \
+                     prefer secret_env with vm_config.environment_variables"
+                ));
+                (s.clone(), SecretSource::Inline, "secret")
+            }
+            _ => {
+                return Err(ConfigError::at(
+                    format!("webhooks[{i}]"),
+                    "needs exactly one of `secret_env` (preferred) or `secret`",
+                ))
+            }
+        };
+        if secret.len() < MIN_WEBHOOK_SECRET_BYTES {
+            return Err(ConfigError::at(
+                at(field),
+                format!(
+                    "the secret must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes, got {}",
+                    secret.len()
+                ),
+            ));
+        }
+        let secret = WebhookSecret::new(secret.as_bytes())
+            .ok_or_else(|| ConfigError::at(at(field), "unusable as an HMAC key"))?;
+        out.push(Webhook {
+            path_prefix: prefix.to_owned(),
+            header,
+            secret,
+            source,
+        });
+    }
+    Ok(out)
+}
+
+fn compile_lockout(raw: &RawLockout) -> Result<LockoutRule, ConfigError> {
+    let num = |field: &str, v: Option<u64>, default: u64, hi: u64| -> Result<u32, ConfigError> {
+        let v = v.unwrap_or(default);
+        if (1..=hi).contains(&v) {
+            u32::try_from(v).map_err(|_| ConfigError::at(format!("lockout.{field}"), "too large"))
+        } else {
+            Err(ConfigError::at(
+                format!("lockout.{field}"),
+                format!("must be 1 to {hi}, got {v}"),
+            ))
+        }
+    };
+    Ok(LockoutRule {
+        max_failures: num("max_failures", raw.max_failures, 20, 10_000)?,
+        window_s: num("window_s", raw.window_s, 60, 86_400)?,
+        cooldown_s: num("cooldown_s", raw.cooldown_s, 300, 86_400)?,
     })
 }
 
@@ -244,7 +564,7 @@ fn compile_client_ip(raw: Option<&RawClientIp>) -> Result<ClientIpRule, ConfigEr
     }
 }
 
-fn compile_cidrs(list: &[String]) -> Result<CidrSet, ConfigError> {
+fn compile_cidrs(list: &[String]) -> Result<Vec<Cidr>, ConfigError> {
     if list.len() > MAX_CIDRS {
         return Err(ConfigError::at(
             "allow_cidrs",
@@ -261,7 +581,7 @@ fn compile_cidrs(list: &[String]) -> Result<CidrSet, ConfigError> {
         })?;
         out.push(cidr);
     }
-    Ok(CidrSet::new(out))
+    Ok(out)
 }
 
 fn compile_upstream(raw: &RawUpstreamToken) -> Result<UpstreamToken, ConfigError> {

@@ -291,3 +291,304 @@ fn summary_lists_ids_and_windows_but_no_secret() {
     assert!(s.contains("1 CIDRs"), "{s}");
     assert!(!s.contains(H) && !s.contains(&H[..16]), "{s}");
 }
+
+// ---- Genesys IP ranges, routes, body limit, webhooks, lockout ------------------------------
+
+const DOC: &str = r#"{"entities":[
+    {"cidr":"34.200.73.250/32","service":"bot-connector","region":"us-east-1","direction":"outbound"},
+    {"cidr":"52.5.0.0/16","service":"bot-connector","region":"us-east-1"},
+    {"cidr":"3.120.0.0/14","service":"bot-connector","region":"eu-central-1"},
+    {"cidr":"99.0.0.0/8","service":"web-services","region":"us-east-1"}],
+  "pageSize": 25}"#;
+
+fn ranges(inner: &str) -> String {
+    with_key(
+        "",
+        &format!(r#","genesys_ip_ranges":{{"document":{DOC}{inner}}}"#),
+    )
+}
+
+#[test]
+fn genesys_ip_ranges_select_by_service_and_region_and_join_allow_cidrs() {
+    let p = ok(&ranges(r#","regions":["us-east-1"]"#));
+    let allow = p.allow.as_ref().unwrap();
+    assert_eq!(allow.len(), 2);
+    assert!(allow.contains("52.5.1.1".parse().unwrap()));
+    assert!(
+        !allow.contains("99.1.1.1".parse().unwrap()),
+        "other service"
+    );
+    assert!(
+        !allow.contains("3.120.0.1".parse().unwrap()),
+        "other region"
+    );
+    let p = ok(&ranges(
+        r#","regions":["us-east-1","eu-central-1"],"services":["bot-connector","web-services"]"#,
+    ));
+    assert_eq!(p.allow.as_ref().unwrap().len(), 4);
+    let both = with_key(
+        "",
+        &format!(
+            r#","allow_cidrs":["10.0.0.0/8"],"genesys_ip_ranges":{{"document":{DOC},"regions":["eu-central-1"]}}"#
+        ),
+    );
+    let p = ok(&both);
+    assert_eq!(p.allow.as_ref().unwrap().len(), 2);
+    assert!(
+        p.summary().contains("2 CIDRs (1 from genesys_ip_ranges"),
+        "{}",
+        p.summary()
+    );
+}
+
+#[test]
+fn genesys_ip_range_errors_name_their_field() {
+    let e = err(&ranges(r#","regions":["ap-south-9"]"#));
+    assert!(
+        e.starts_with("genesys_ip_ranges: selects no entries"),
+        "{e}"
+    );
+    assert!(e.contains("[eu-central-1, us-east-1]"), "{e}");
+    assert_eq!(
+        err(&ranges(r#","regions":[]"#)),
+        "genesys_ip_ranges.regions: must name at least one Genesys region, such as us-east-1"
+    );
+    assert!(err(&ranges("")).starts_with("genesys_ip_ranges: missing field `regions`"));
+    assert!(err(&ranges(r#","regions":["us-east-1"],"services":[]"#))
+        .starts_with("genesys_ip_ranges.services: must not be empty"));
+    assert!(err(&ranges(r#","regions":["us-east-1"],"region":"x""#))
+        .starts_with("genesys_ip_ranges.region: unknown field `region`"));
+    let bad_doc = with_key(
+        "",
+        r#","genesys_ip_ranges":{"document":{"entities":[{"cidr":"34.200.73.250/33","service":"bot-connector","region":"r"}]},"regions":["r"]}"#,
+    );
+    assert_eq!(
+        err(&bad_doc),
+        "genesys_ip_ranges.document.entities[0].cidr: `34.200.73.250/33`: IPv4 prefix length must be at most 32"
+    );
+    let no_cidr = with_key(
+        "",
+        r#","genesys_ip_ranges":{"document":{"entities":[{"service":"bot-connector"}]},"regions":["r"]}"#,
+    );
+    assert!(
+        err(&no_cidr).starts_with("genesys_ip_ranges.document.entities[0]: missing field `cidr`")
+    );
+}
+
+#[test]
+fn routes_come_from_the_preset_or_an_explicit_list() {
+    let p = ok(&with_key(
+        "",
+        r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/botconnector"}"#,
+    ));
+    let list: Vec<String> = p
+        .routes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        list,
+        [
+            "GET /botconnector/bots",
+            "GET /botconnector/bots/*",
+            "POST /botconnector/messages"
+        ]
+    );
+    let p = ok(&with_key(
+        "",
+        r#","routes":{"preset":"digital-bot-connector-v2"}"#,
+    ));
+    assert_eq!(
+        p.routes.as_ref().unwrap().iter().next().unwrap().path,
+        "/bots"
+    );
+    let p = ok(&with_key(
+        "",
+        r#","routes":[{"method":"GET","path":"/v1/bots/*/versions"},{"method":"POST","path":"/v1/messages"}]"#,
+    ));
+    assert_eq!(p.routes.as_ref().unwrap().len(), 2);
+    assert_eq!(p.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+}
+
+#[test]
+fn route_and_body_limit_errors_name_their_field() {
+    let cases = [
+        (
+            r#","routes":{"preset":"dbc-v3"}"#,
+            "routes.preset: must be `digital-bot-connector-v2`, got `dbc-v3`",
+        ),
+        (
+            r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/bc/"}"#,
+            "routes.base_path: `/bc/` must not end with /",
+        ),
+        (
+            r#","routes":{"preset":"digital-bot-connector-v2","base":"/bc"}"#,
+            "routes.base: unknown field `base`",
+        ),
+        (
+            r#","routes":[]"#,
+            "routes: must hold 1 to 64 entries, got 0",
+        ),
+        (
+            r#","routes":[{"method":"GET","path":"/a"},{"method":"get","path":"/b"}]"#,
+            "routes[1].method: `get` must be an upper-case HTTP method such as GET",
+        ),
+        (
+            r#","routes":[{"method":"GET","path":"/a/../b"}]"#,
+            "routes[0].path: `/a/../b` must not contain . or .. segments",
+        ),
+        (
+            r#","routes":[{"method":"GET","path":"/a"},{"method":"GET","path":"/a"}]"#,
+            "routes[1]: `GET /a` is listed twice",
+        ),
+        (
+            r#","routes":[{"method":"GET"}]"#,
+            "routes[0]: missing field `path`",
+        ),
+        (r#","routes":"all""#, "routes: invalid type: string \"all\""),
+        (
+            r#","max_body_bytes":0"#,
+            "max_body_bytes: must be 1 to 16777216, got 0",
+        ),
+        (
+            r#","max_body_bytes":16777217"#,
+            "max_body_bytes: must be 1 to 16777216, got 16777217",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = err(&with_key("", extra));
+        assert!(e.starts_with(want), "{extra}\n  got:  {e}\n  want: {want}");
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OM_WEBHOOK_SECRET" => Some("a-webhook-secret-of-32-bytes-xyz".into()),
+        "SHORT" => Some("short".into()),
+        _ => None,
+    }
+}
+
+fn compile_env(json: &str) -> Result<Policy, String> {
+    compile_with_env(json.as_bytes(), &env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn webhooks_take_their_secret_from_the_vm_environment() {
+    let hook = r#","webhooks":[{"path_prefix":"/openmessaging","secret_env":"OM_WEBHOOK_SECRET"}]"#;
+    let p = compile_env(&with_key("", hook)).unwrap();
+    let w = &p.webhooks[0];
+    assert_eq!(w.header, "x-hub-signature-256");
+    assert_eq!(
+        w.source,
+        crate::policy::webhook::SecretSource::Env("OM_WEBHOOK_SECRET".into())
+    );
+    assert!(p.warnings.is_empty());
+    let s = p.summary();
+    assert!(s.contains(
+        "/openmessaging (header x-hub-signature-256, secret from env OM_WEBHOOK_SECRET)"
+    ));
+    assert!(!s.contains("a-webhook-secret"), "{s}");
+    assert!(!format!("{p:?}").contains("a-webhook-secret"));
+
+    let inline = r#","webhooks":[{"path_prefix":"/om","header":"X-Sig","secret":"inline-secret-0123456789"}]"#;
+    let p = compile_env(&with_key("", inline)).unwrap();
+    assert_eq!(p.webhooks[0].header, "x-sig");
+    assert_eq!(p.warnings.len(), 1);
+    assert!(p.warnings[0].contains("inline secret"));
+    assert!(!p.warnings[0].contains("inline-secret-0123456789"));
+}
+
+#[test]
+fn webhook_errors_name_their_field_and_never_the_secret() {
+    let routes = r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/botconnector"}"#;
+    let cases = [
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret_env":"MISSING_VAR"}]"#,
+            "webhooks[0].secret_env: environment variable `MISSING_VAR` is not set in the Wasm VM",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret_env":"SHORT"}]"#,
+            "webhooks[0].secret_env: the secret must be at least 16 bytes, got 5",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret":"tiny"}]"#,
+            "webhooks[0].secret: the secret must be at least 16 bytes, got 4",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om"}]"#,
+            "webhooks[0]: needs exactly one of `secret_env` (preferred) or `secret`",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret":"inline-secret-0123456789","secret_env":"OM_WEBHOOK_SECRET"}]"#,
+            "webhooks[0]: needs exactly one of",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret_env":"OM WEBHOOK"}]"#,
+            "webhooks[0].secret_env: `OM WEBHOOK` is not an environment variable name",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/","secret_env":"OM_WEBHOOK_SECRET"}]"#,
+            "webhooks[0].path_prefix: must not be /",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om/","secret_env":"OM_WEBHOOK_SECRET"}]"#,
+            "webhooks[0].path_prefix: `/om/` must not end with /",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret_env":"OM_WEBHOOK_SECRET"},{"path_prefix":"/om/x","secret_env":"OM_WEBHOOK_SECRET"}]"#,
+            "webhooks[1].path_prefix: `/om/x` overlaps `/om`",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","header":"x-bcsp-key","secret_env":"OM_WEBHOOK_SECRET"}]"#,
+            "webhooks[0].header: `x-bcsp-key` is also a credential header",
+        ),
+        (
+            r#","webhooks":[{"path_prefix":"/om","secret_env":"OM_WEBHOOK_SECRET","secrets":"x"}]"#,
+            "webhooks[0].secrets: unknown field `secrets`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = compile_env(&with_key("", extra)).err().unwrap();
+        assert!(e.starts_with(want), "{extra}\n  got:  {e}\n  want: {want}");
+        assert!(
+            !e.contains("a-webhook-secret") && !e.contains("inline-secret"),
+            "{e}"
+        );
+    }
+    let overlap = format!(
+        r#"{routes},"webhooks":[{{"path_prefix":"/botconnector/bots","secret_env":"OM_WEBHOOK_SECRET"}}]"#
+    );
+    let e = compile_env(&with_key("", &overlap)).err().unwrap();
+    assert!(e.starts_with("webhooks[0].path_prefix: `/botconnector/bots` overlaps the route `GET /botconnector/bots`"), "{e}");
+}
+
+#[test]
+fn lockout_has_defaults_and_bounds() {
+    let p = ok(&with_key("", r#","lockout":{}"#));
+    assert_eq!(
+        p.lockout,
+        Some(LockoutRule {
+            max_failures: 20,
+            window_s: 60,
+            cooldown_s: 300
+        })
+    );
+    assert!(
+        p.needs_downstream(),
+        "the client address is needed to count"
+    );
+    assert!(ok(&with_key("", "")).lockout.is_none());
+    assert_eq!(
+        err(&with_key("", r#","lockout":{"max_failures":0}"#)),
+        "lockout.max_failures: must be 1 to 10000, got 0"
+    );
+    assert_eq!(
+        err(&with_key("", r#","lockout":{"cooldown_s":86401}"#)),
+        "lockout.cooldown_s: must be 1 to 86400, got 86401"
+    );
+    assert!(err(&with_key("", r#","lockout":{"window":5}"#))
+        .starts_with("lockout.window: unknown field `window`"));
+}

@@ -28,6 +28,17 @@ pub struct Stats {
     pub token_seconds_left: Option<u32>,
     /// `key.<id>.accepted`, in key order.
     pub key_accepted: Vec<Option<u32>>,
+    /// 404 and 405 under `routes`.
+    pub denied_route: Option<u32>,
+    pub denied_media_type: Option<u32>,
+    pub denied_body_too_large: Option<u32>,
+    pub denied_webhook_signature: Option<u32>,
+    pub webhook_accepted: Option<u32>,
+    /// 429s while a client is locked out.
+    pub denied_locked_out: Option<u32>,
+    pub lockout_started: Option<u32>,
+    /// Gauge: whole days left on the soonest-expiring key.
+    pub key_days_left_min: Option<u32>,
 }
 
 impl Stats {
@@ -45,14 +56,35 @@ impl Stats {
                 .iter()
                 .map(|k| c(&format!("key.{}.accepted", k.id)))
                 .collect(),
+            denied_body_too_large: c("denied.body_too_large"),
             ..Stats::default()
         };
+        if policy.routes.is_some() {
+            stats.denied_route = c("denied.route");
+            stats.denied_media_type = c("denied.media_type");
+        }
+        if !policy.webhooks.is_empty() {
+            stats.denied_webhook_signature = c("denied.webhook_signature");
+            stats.webhook_accepted = c("webhook.accepted");
+        }
+        if policy.lockout.is_some() {
+            stats.denied_locked_out = c("denied.locked_out");
+            stats.lockout_started = c("lockout.started");
+        }
+        let days_left = policy
+            .keys
+            .keys
+            .iter()
+            .any(|k| k.window.not_after_ms.is_some());
         if policy.upstream_token.is_some() {
             stats.denied_no_token = c("denied.no_token");
             stats.token_fetch_ok = c("token.fetch_ok");
             stats.token_fetch_failed = c("token.fetch_failed");
             stats.token_waited = c("token.waited");
             stats.token_seconds_left = define(Kind::Gauge, &format!("{PREFIX}token.seconds_left"));
+        }
+        if days_left {
+            stats.key_days_left_min = define(Kind::Gauge, &format!("{PREFIX}key.days_left_min"));
         }
         stats
     }

@@ -4,6 +4,11 @@
 pub const UNAUTHENTICATED: &str = "unauthenticated";
 pub const FORBIDDEN: &str = "forbidden";
 pub const NO_TOKEN: &str = "upstream_token_unavailable";
+pub const NOT_FOUND: &str = "not_found";
+pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+pub const TOO_LARGE: &str = "payload_too_large";
+pub const MEDIA_TYPE: &str = "unsupported_media_type";
+pub const LOCKED_OUT: &str = "too_many_failures";
 
 /// A local reply, ready for the host.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +39,52 @@ impl Reply {
             503,
             NO_TOKEN,
             "no valid identity token for the upstream yet; retry later",
+            request_id,
+        );
+        r.headers
+            .push(("retry-after", retry_after_s.max(1).to_string()));
+        r
+    }
+
+    pub fn not_found(request_id: Option<&str>) -> Reply {
+        Reply::json(404, NOT_FOUND, "no such endpoint", request_id)
+    }
+
+    /// `allow` lists the methods the path does take.
+    pub fn method_not_allowed(allow: &str, request_id: Option<&str>) -> Reply {
+        let mut r = Reply::json(
+            405,
+            METHOD_NOT_ALLOWED,
+            "this endpoint does not take this method",
+            request_id,
+        );
+        r.headers.push(("allow", allow.to_owned()));
+        r
+    }
+
+    pub fn too_large(max_body_bytes: u64, request_id: Option<&str>) -> Reply {
+        Reply::json(
+            413,
+            TOO_LARGE,
+            &format!("the request body is larger than {max_body_bytes} bytes"),
+            request_id,
+        )
+    }
+
+    pub fn unsupported_media_type(request_id: Option<&str>) -> Reply {
+        Reply::json(
+            415,
+            MEDIA_TYPE,
+            "the request body must be JSON (content-type: application/json)",
+            request_id,
+        )
+    }
+
+    pub fn locked_out(retry_after_s: u64, request_id: Option<&str>) -> Reply {
+        let mut r = Reply::json(
+            429,
+            LOCKED_OUT,
+            "too many failed authentications from this address; retry later",
             request_id,
         );
         r.headers
@@ -102,6 +153,28 @@ mod tests {
         assert!(r.headers.contains(&("retry-after", "1".to_owned())));
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["error"], "upstream_token_unavailable");
+    }
+
+    #[test]
+    fn route_body_and_lockout_replies_carry_their_headers() {
+        let r = Reply::method_not_allowed("GET, POST", Some("r"));
+        assert_eq!(r.status, 405);
+        assert!(r.headers.contains(&("allow", "GET, POST".to_owned())));
+        let r = Reply::locked_out(0, None);
+        assert_eq!(r.status, 429);
+        assert!(r.headers.contains(&("retry-after", "1".to_owned())));
+        for (r, code) in [
+            (Reply::not_found(None), "not_found"),
+            (Reply::too_large(10, None), "payload_too_large"),
+            (
+                Reply::unsupported_media_type(None),
+                "unsupported_media_type",
+            ),
+            (Reply::locked_out(3, None), "too_many_failures"),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["error"], code);
+        }
     }
 
     #[test]

@@ -1,12 +1,21 @@
-//! The request path, written against a small host trait so it runs natively in tests and
-//! on any proxy-wasm host: read headers → decide → strip, stamp, inject or reply.
+//! The request path, written against small host traits so it runs natively in tests and on
+//! any proxy-wasm host: read headers → IP → lockout → credential or webhook signature →
+//! route → body limits → strip, stamp, inject or reply.
 
 use super::metrics::Stats;
 use super::reply::Reply;
+use crate::config::fields::printable as fields_printable;
 use crate::policy::client_ip::{ClientIpRule, Unknown};
-use crate::policy::decide::{decide, Decision, Denial, DenyReason, RequestView};
+use crate::policy::decide::{
+    check_ip, check_key, client_of, Decision, Denial, DenyReason, RequestView,
+};
+use crate::policy::keys::{Key, KeyId};
+use crate::policy::lockout::Failure;
+use crate::policy::routes::{clean_path, is_json_media_type, RouteMatch};
+use crate::policy::webhook::SignatureError;
 use crate::policy::Policy;
 use crate::token::plan::Missing;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,6 +27,9 @@ pub trait RequestHost {
     fn send_reply(&self, reply: &Reply);
     fn increment(&self, metric: Option<u32>);
     fn now_ms(&self) -> i64;
+    /// The first `len` bytes of the request body Envoy holds (asked only at end of stream,
+    /// after every chunk was buffered).
+    fn request_body(&self, len: usize) -> Option<Vec<u8>>;
 }
 
 /// The worker's identity-token cache as the request path sees it.
@@ -26,6 +38,21 @@ pub trait TokenPort {
     fn header_value(&self, audience: &str) -> Option<Rc<str>>;
     /// No usable token: wait (and make sure a fetch is under way) or refuse at once.
     fn on_missing(&self, audience: &str) -> Missing;
+}
+
+/// The lockout book (shared across workers, or per worker as a fallback).
+pub trait LockoutPort {
+    /// Seconds until `client` may try again, while it is locked out.
+    fn locked(&self, client: IpAddr) -> Option<u64>;
+    /// One more 401 for `client`.
+    fn failed(&self, client: IpAddr) -> Failure;
+}
+
+/// The ports a request may use; a host without one passes `None`.
+#[derive(Clone, Copy, Default)]
+pub struct Ports<'a> {
+    pub tokens: Option<&'a dyn TokenPort>,
+    pub lockout: Option<&'a dyn LockoutPort>,
 }
 
 /// The compiled policy and its metric ids, built once in `on_configure` and shared by
@@ -44,15 +71,72 @@ pub enum Outcome {
     Replied,
     /// Admitted, but no token yet: pause until one arrives or the deadline passes.
     Wait { audience: String, deadline_ms: u64 },
+    /// The body must be read before anything is decided. At header time: let the headers on
+    /// (proxy-wasm cannot read a body while it holds headers; Envoy's buffer filter after this
+    /// one holds them, see the README); for body chunks: hold them here.
+    ReadBody,
+}
+
+/// What a request still owes once body bytes arrive; the host keeps one per request.
+/// Envoy hands a proxy-wasm filter no request headers once it let them go, so whatever the
+/// body phase needs from them is captured here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BodyState {
+    /// Replied (or no body expected): whatever arrives is held and dropped with the stream.
+    #[default]
+    Closed,
+    /// Admitted and streaming: bytes are counted against `max_body_bytes`.
+    Counting {
+        seen: u64,
+        request_id: Option<String>,
+    },
+    /// A webhook delivery: buffered whole, then verified, then released or refused.
+    Webhook(Box<PendingWebhook>),
+}
+
+/// A webhook delivery whose body is still being read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingWebhook {
+    pub index: usize,
+    pub signature: String,
+    pub client: Option<IpAddr>,
+    pub request_id: Option<String>,
+    pub method: String,
+}
+
+/// The headers' verdict and what the body phase must do.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    pub outcome: Outcome,
+    pub body: BodyState,
+}
+
+impl Step {
+    fn replied() -> Step {
+        Step {
+            outcome: Outcome::Replied,
+            body: BodyState::Closed,
+        }
+    }
+}
+
+/// Who was admitted, for stamping the upstream request.
+enum Admitted<'p> {
+    Key(&'p Key),
+    Webhook,
+    /// A webhook delivery whose body is verified later (counted then).
+    WebhookUnverified,
 }
 
 const SERVERLESS_AUTH: &str = "x-serverless-authorization";
 
+/// Per request, once its headers are in. `end_of_stream`: the request has no body.
 pub fn on_request_headers<H: RequestHost>(
     host: &H,
     guard: &Guard,
-    tokens: Option<&dyn TokenPort>,
-) -> Outcome {
+    ports: Ports<'_>,
+    end_of_stream: bool,
+) -> Step {
     let policy = &guard.policy;
     let headers = host.request_headers();
     let downstream = if policy.needs_downstream() {
@@ -65,30 +149,366 @@ pub fn on_request_headers<H: RequestHost>(
         downstream: downstream.as_deref(),
         now_ms: host.now_ms(),
     };
-    let key = match decide(policy, &view) {
-        Decision::Admit(key) => key,
-        Decision::Deny(denial) => {
-            refuse(host, guard, &view, &denial);
-            return Outcome::Replied;
+    let allowed_client = match check_ip(policy, &view) {
+        Ok(c) => c,
+        Err(denial) => {
+            refuse(host, guard, ports, &view, &denial);
+            return Step::replied();
         }
     };
+    // Lockout comes before any credential is looked at: a locked-out guesser learns nothing.
+    let client = match (allowed_client, &policy.lockout) {
+        (Some(ip), _) => Some(ip),
+        (None, Some(_)) => client_of(policy, &view).ok(),
+        (None, None) => None,
+    };
+    if let (Some(lockout), Some(ip)) = (ports.lockout, client) {
+        if let Some(retry_after_s) = lockout.locked(ip) {
+            host.increment(guard.stats.denied_locked_out);
+            host.send_reply(&Reply::locked_out(
+                retry_after_s,
+                view.header("x-request-id"),
+            ));
+            return Step::replied();
+        }
+    }
 
+    let raw_path = view.header(":path").unwrap_or("");
+    let path = clean_path(raw_path);
+    if let Some(index) = path.ok().and_then(|p| {
+        policy
+            .webhooks
+            .iter()
+            .position(|w| crate::policy::routes::under_prefix(p, &w.path_prefix))
+    }) {
+        return webhook_headers(host, guard, ports, &view, index, client, end_of_stream);
+    }
+
+    let key = match check_key(policy, &view, client) {
+        Decision::Admit(key) => key,
+        Decision::Deny(denial) => {
+            refuse(host, guard, ports, &view, &denial);
+            return Step::replied();
+        }
+    };
+    if let Some(routes) = &policy.routes {
+        let method = view.header(":method").unwrap_or("");
+        let request_id = view.header("x-request-id");
+        let found = match path {
+            Ok(p) => routes.find(method, p),
+            Err(_) => RouteMatch::NotFound,
+        };
+        let refused = match found {
+            RouteMatch::Allowed(_) => None,
+            RouteMatch::WrongMethod(allow) => Some(Reply::method_not_allowed(&allow, request_id)),
+            RouteMatch::NotFound => Some(Reply::not_found(request_id)),
+        };
+        if let Some(reply) = refused {
+            let why = match path {
+                Err(u) => format!("{}: {method} {}", u.as_str(), fields_printable(raw_path)),
+                Ok(p) => format!("no route for {method} {}", fields_printable(p)),
+            };
+            let d = Refusal::new(&why, client, guard.stats.denied_route).key(&key.id);
+            d.send(host, guard, ports, &view, reply);
+            return Step::replied();
+        }
+        if method == "POST" && !view.header("content-type").is_some_and(is_json_media_type) {
+            let d = Refusal::new(
+                "POST body is not JSON",
+                client,
+                guard.stats.denied_media_type,
+            )
+            .key(&key.id);
+            d.send(
+                host,
+                guard,
+                ports,
+                &view,
+                Reply::unsupported_media_type(request_id),
+            );
+            return Step::replied();
+        }
+    }
+    if content_length(&view).is_some_and(|n| n > policy.max_body_bytes) {
+        too_large(host, guard, ports, &view, client, Some(&key.id));
+        return Step::replied();
+    }
+    let outcome = admit(host, guard, ports.tokens, &view, Admitted::Key(key));
+    let body = match (&outcome, end_of_stream) {
+        (Outcome::Replied, _) | (_, true) => BodyState::Closed,
+        _ => BodyState::Counting {
+            seen: 0,
+            request_id: view.header("x-request-id").map(str::to_owned),
+        },
+    };
+    Step { outcome, body }
+}
+
+/// Per body chunk. `body_size` is what Envoy reports: the new chunk while this filter lets
+/// the body stream, the whole buffered body once it holds it (webhooks). Request headers are
+/// out of reach here (see [`BodyState`]).
+pub fn on_request_body<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    state: &mut BodyState,
+    body_size: usize,
+    end_of_stream: bool,
+) -> Outcome {
+    let policy = &guard.policy;
+    let size = u64::try_from(body_size).unwrap_or(u64::MAX);
+    match state {
+        BodyState::Closed => Outcome::Replied,
+        BodyState::Counting { seen, request_id } => {
+            *seen = seen.saturating_add(size);
+            if *seen > policy.max_body_bytes {
+                // Cut off mid-stream: Envoy resets the upstream request and answers 413.
+                let headers = captured(request_id.take());
+                too_large(host, guard, ports, &view_of(&headers), None, None);
+                *state = BodyState::Closed;
+                return Outcome::Replied;
+            }
+            Outcome::Forward
+        }
+        BodyState::Webhook(_) => {
+            let too_large = size > policy.max_body_bytes;
+            if !too_large && !end_of_stream {
+                return Outcome::ReadBody;
+            }
+            let BodyState::Webhook(p) = std::mem::replace(state, BodyState::Closed) else {
+                return Outcome::Replied;
+            };
+            let headers = captured(p.request_id.clone());
+            let view = view_of(&headers);
+            if too_large {
+                let e = SignatureError::BodyTooLarge;
+                webhook_refuse(host, guard, ports, &view, p.index, p.client, e);
+                return Outcome::Replied;
+            }
+            warn_if_headers_went_ahead(host);
+            let body = host.request_body(body_size).unwrap_or_default();
+            if webhook_check(host, guard, ports, &view, &p, &body) {
+                // The token went on with the headers; the verified body follows them.
+                host.increment(guard.stats.webhook_accepted);
+                Outcome::Forward
+            } else {
+                Outcome::Replied
+            }
+        }
+    }
+}
+
+static WARNED_NO_BUFFER_FILTER: AtomicBool = AtomicBool::new(false);
+
+/// A webhook's headers must wait in Envoy's buffer filter while its body is verified. If the
+/// router already picked an upstream host, nothing held them: say so loudly, once per worker.
+fn warn_if_headers_went_ahead<H: RequestHost>(host: &H) {
+    if host.property(&["upstream", "address"]).is_some()
+        && !WARNED_NO_BUFFER_FILTER.swap(true, Ordering::Relaxed)
+    {
+        log::error!(
+            "bcsp-guard: a webhook delivery's headers reached the upstream before its signature was \
+             checked: put envoy.filters.http.buffer right after bcsp-guard (see README, Open Messaging webhooks)"
+        );
+    }
+}
+
+/// Header values the body phase may still need, as a header list for a [`RequestView`].
+fn captured(request_id: Option<String>) -> Vec<(String, String)> {
+    request_id
+        .map(|id| vec![("x-request-id".to_owned(), id)])
+        .unwrap_or_default()
+}
+
+fn view_of(headers: &[(String, String)]) -> RequestView<'_> {
+    RequestView {
+        headers,
+        downstream: None,
+        now_ms: 0,
+    }
+}
+
+fn content_length(view: &RequestView<'_>) -> Option<u64> {
+    view.header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Header-time part of a webhook delivery: the signature header must be there (one value)
+/// before any body is read. A delivery with a body then goes on with its credentials
+/// stripped and the identity token set (the body phase can no longer change headers); Envoy's
+/// buffer filter after this one holds it until the body is verified.
+fn webhook_headers<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    index: usize,
+    client: Option<IpAddr>,
+    end_of_stream: bool,
+) -> Step {
+    let Some(hook) = guard.policy.webhooks.get(index) else {
+        return Step::replied();
+    };
+    let values: Vec<&str> = view.headers_named(&hook.header).collect();
+    let signature = match hook.presented(&values) {
+        Ok(v) => v.to_owned(),
+        Err(e) => {
+            webhook_refuse(host, guard, ports, view, index, client, e);
+            return Step::replied();
+        }
+    };
+    // Larger than we would buffer: it cannot be verified, so it is not authenticated.
+    if content_length(view).is_some_and(|n| n > guard.policy.max_body_bytes) {
+        webhook_refuse(
+            host,
+            guard,
+            ports,
+            view,
+            index,
+            client,
+            SignatureError::BodyTooLarge,
+        );
+        return Step::replied();
+    }
+    let pending = PendingWebhook {
+        index,
+        signature,
+        client,
+        request_id: view.header("x-request-id").map(str::to_owned),
+        method: view.header(":method").unwrap_or("").to_owned(),
+    };
+    if end_of_stream {
+        if !webhook_check(host, guard, ports, view, &pending, &[]) {
+            return Step::replied();
+        }
+        let outcome = admit(host, guard, ports.tokens, view, Admitted::Webhook);
+        return Step {
+            outcome,
+            body: BodyState::Closed,
+        };
+    }
+    let outcome = match admit(host, guard, ports.tokens, view, Admitted::WebhookUnverified) {
+        Outcome::Forward => Outcome::ReadBody,
+        other => other,
+    };
+    let body = match outcome {
+        Outcome::Replied => BodyState::Closed,
+        _ => BodyState::Webhook(Box::new(pending)),
+    };
+    Step { outcome, body }
+}
+
+/// The signature over the whole body, then the method (405 only once authenticated).
+fn webhook_check<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    pending: &PendingWebhook,
+    body: &[u8],
+) -> bool {
+    let Some(hook) = guard.policy.webhooks.get(pending.index) else {
+        return false;
+    };
+    if let Err(e) = hook.verify(&pending.signature, body) {
+        webhook_refuse(host, guard, ports, view, pending.index, pending.client, e);
+        return false;
+    }
+    if pending.method != "POST" {
+        let why = format!("webhook {} takes only POST", hook.path_prefix);
+        Refusal::new(&why, pending.client, guard.stats.denied_route).send(
+            host,
+            guard,
+            ports,
+            view,
+            Reply::method_not_allowed("POST", view.header("x-request-id")),
+        );
+        return false;
+    }
+    true
+}
+
+fn webhook_refuse<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    index: usize,
+    client: Option<IpAddr>,
+    error: SignatureError,
+) {
+    let prefix = guard
+        .policy
+        .webhooks
+        .get(index)
+        .map_or("?", |w| w.path_prefix.as_str());
+    let why = format!("{} on {prefix}", error.describe());
+    let reply = Reply::unauthenticated(&guard.policy.www_authenticate, view.header("x-request-id"));
+    Refusal::new(&why, client, guard.stats.denied_webhook_signature)
+        .send(host, guard, ports, view, reply);
+}
+
+fn too_large<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    client: Option<IpAddr>,
+    key: Option<&KeyId>,
+) {
+    let why = format!("body over max_body_bytes ({})", guard.policy.max_body_bytes);
+    let mut d = Refusal::new(&why, client, guard.stats.denied_body_too_large);
+    d.key = key;
+    d.send(
+        host,
+        guard,
+        ports,
+        view,
+        Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
+    );
+}
+
+/// Removes every credential header, any key id the caller sent, and — with `upstream_token` —
+/// any identity the caller chose for the upstream.
+fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy) {
     for name in &policy.keys.headers {
         host.set_request_header(name, None);
     }
     if let Some(id_header) = &policy.key_id_header {
-        host.set_request_header(id_header, Some(key.id.as_str()));
+        host.set_request_header(id_header, None);
     }
-    host.increment(guard.stats.allowed);
-    let index = policy.keys.keys.iter().position(|k| std::ptr::eq(k, key));
-    host.increment(index.and_then(|i| guard.stats.key_accepted.get(i).copied().flatten()));
+    if let Some(upstream) = &policy.upstream_token {
+        host.set_request_header(SERVERLESS_AUTH, None);
+        host.set_request_header(&upstream.header, None);
+    }
+}
+
+/// Strip every credential, stamp who was admitted, and inject the identity token.
+fn admit<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    tokens: Option<&dyn TokenPort>,
+    view: &RequestView<'_>,
+    who: Admitted<'_>,
+) -> Outcome {
+    let policy = &guard.policy;
+    strip_client_identity(host, policy);
+    match who {
+        Admitted::Key(key) => {
+            if let Some(id_header) = &policy.key_id_header {
+                host.set_request_header(id_header, Some(key.id.as_str()));
+            }
+            host.increment(guard.stats.allowed);
+            let index = policy.keys.keys.iter().position(|k| std::ptr::eq(k, key));
+            host.increment(index.and_then(|i| guard.stats.key_accepted.get(i).copied().flatten()));
+        }
+        Admitted::Webhook => host.increment(guard.stats.webhook_accepted),
+        Admitted::WebhookUnverified => {}
+    }
 
     let Some(upstream) = &policy.upstream_token else {
         return Outcome::Forward;
     };
-    // A caller must never choose the identity the upstream sees.
-    host.set_request_header(SERVERLESS_AUTH, None);
-    host.set_request_header(&upstream.header, None);
     let routed = if upstream.audience_by_cluster.is_empty() {
         None
     } else {
@@ -98,7 +518,7 @@ pub fn on_request_headers<H: RequestHost>(
     let audience = upstream.audience_for(routed.as_deref());
     let Some(tokens) = tokens else {
         // Configured for tokens but the host cannot hold them: fail closed.
-        no_token(host, guard, &view, 5);
+        no_token(host, guard, view, 5);
         return Outcome::Replied;
     };
     if let Some(value) = tokens.header_value(audience) {
@@ -114,7 +534,7 @@ pub fn on_request_headers<H: RequestHost>(
             }
         }
         Missing::Reject { retry_after_s } => {
-            no_token(host, guard, &view, retry_after_s);
+            no_token(host, guard, view, retry_after_s);
             Outcome::Replied
         }
     }
@@ -143,9 +563,15 @@ fn source_address<H: RequestHost>(host: &H) -> Option<String> {
 
 static WARNED_FORWARDED_SOURCE: AtomicBool = AtomicBool::new(false);
 
-fn refuse<H: RequestHost>(host: &H, guard: &Guard, view: &RequestView<'_>, denial: &Denial<'_>) {
+/// An IP or credential denial (403 / 401).
+fn refuse<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    denial: &Denial<'_>,
+) {
     let policy = &guard.policy;
-    host.increment(guard.stats.for_denial(denial.reason));
     let request_id = view.header("x-request-id");
     let reply = match denial.reason.status() {
         403 => Reply::forbidden(request_id),
@@ -160,30 +586,84 @@ fn refuse<H: RequestHost>(host: &H, guard: &Guard, view: &RequestView<'_>, denia
              x-forwarded-for with trusted_hops). Such requests are refused."
         );
     }
-    // The log names the client even when no IP rule ran; the decision path stayed lean.
-    let client = match denial.client {
-        Some(ip) => ip.to_string(),
-        None => {
-            let xff: Vec<&str> = view.headers_named("x-forwarded-for").collect();
+    let mut r = Refusal::new(
+        denial.reason.describe(),
+        denial.client,
+        guard.stats.for_denial(denial.reason),
+    );
+    r.key = denial.key;
+    r.send(host, guard, ports, view, reply);
+}
+
+/// One refusal: counted, logged once (never a secret), a 401 counted towards lockout, sent.
+struct Refusal<'a> {
+    why: &'a str,
+    client: Option<IpAddr>,
+    key: Option<&'a KeyId>,
+    counter: Option<u32>,
+}
+
+impl<'a> Refusal<'a> {
+    fn new(why: &'a str, client: Option<IpAddr>, counter: Option<u32>) -> Refusal<'a> {
+        Refusal {
+            why,
+            client,
+            key: None,
+            counter,
+        }
+    }
+
+    fn key(mut self, key: &'a KeyId) -> Refusal<'a> {
+        self.key = Some(key);
+        self
+    }
+
+    fn send<H: RequestHost>(
+        self,
+        host: &H,
+        guard: &Guard,
+        ports: Ports<'_>,
+        view: &RequestView<'_>,
+        reply: Reply,
+    ) {
+        let policy = &guard.policy;
+        host.increment(self.counter);
+        let request_id = view.header("x-request-id");
+        // The log names the client even when no IP rule ran; the decision path stayed lean.
+        let client = self.client.or_else(|| {
             let downstream = match (view.downstream, policy.client_ip) {
                 (Some(d), _) => Some(d.to_owned()),
                 (None, ClientIpRule::Downstream) => source_address(host),
                 (None, _) => None,
             };
-            policy
-                .client_ip
-                .client(&xff, downstream.as_deref())
-                .map_or_else(|_| "unknown".to_owned(), |ip| ip.to_string())
+            let xff: Vec<&str> = view.headers_named("x-forwarded-for").collect();
+            policy.client_ip.client(&xff, downstream.as_deref()).ok()
+        });
+        let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let key = self.key.map(|k| format!(" key={k}")).unwrap_or_default();
+        log::info!(
+            "bcsp-guard: denied {} ({}) client={shown} request_id={}{key}",
+            reply.status,
+            self.why,
+            request_id.map_or_else(|| "-".to_owned(), fields_printable),
+        );
+        if reply.status == 401 {
+            if let (Some(lockout), Some(ip)) = (ports.lockout, client) {
+                if let Failure::LockedOut { until_s, failures } = lockout.failed(ip) {
+                    host.increment(guard.stats.lockout_started);
+                    let (max, window) = policy
+                        .lockout
+                        .map_or((failures, 0), |l| (l.max_failures, l.window_s));
+                    log::warn!(
+                        "bcsp-guard: locked out client={ip} after {max} failed authentications within {window} s; \
+                         429 until {}",
+                        crate::policy::time::format_rfc3339(i64::from(until_s) * 1000),
+                    );
+                }
+            }
         }
-    };
-    let key = denial.key.map(|k| format!(" key={k}")).unwrap_or_default();
-    log::info!(
-        "bcsp-guard: denied {} ({}) client={client} request_id={}{key}",
-        reply.status,
-        denial.reason.describe(),
-        request_id.unwrap_or("-"),
-    );
-    host.send_reply(&reply);
+        host.send_reply(&reply);
+    }
 }
 
 #[cfg(test)]

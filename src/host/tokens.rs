@@ -318,6 +318,11 @@ impl TokenWorker {
         self.waiters.retain(|w| w.context_id != context_id);
     }
 
+    /// Whether the request is still paused waiting for a token.
+    pub fn is_waiting(&self, context_id: u32) -> bool {
+        self.waiters.iter().any(|w| w.context_id == context_id)
+    }
+
     pub fn has_waiters(&self) -> bool {
         !self.waiters.is_empty()
     }

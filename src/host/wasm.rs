@@ -3,17 +3,21 @@
 //! `hostcalls` are used: the SDK's trait helpers unwrap host errors.
 
 use super::abi;
+use super::lockout::LockoutBook;
 use super::metrics::{Kind, Stats};
 use super::reply::Reply;
-use super::request::{self, Guard, Outcome, RequestHost, TokenPort};
+use super::request::{self, BodyState, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
 use super::tokens::{claim_holder_id, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker};
 use crate::config;
+use crate::policy::lockout::Failure;
+use crate::policy::rotation;
 use crate::policy::time::format_rfc3339;
 use crate::token::plan::Missing;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -22,6 +26,10 @@ use std::time::{Duration, UNIX_EPOCH};
 const TICK_MS: u32 = 100;
 /// Metadata tokens are ~1 KiB; anything much larger is not a token.
 const MAX_TOKEN_BODY: usize = 16 * 1024;
+/// Timer period when only the key-expiry gauge needs a timer.
+const GAUGE_TICK_MS: u32 = 60_000;
+/// How often the key-expiry gauge is recomputed.
+const DAYS_LEFT_EVERY_MS: u64 = 60_000;
 
 pub fn install() {
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -64,6 +72,11 @@ impl RequestHost for Host {
     fn now_ms(&self) -> i64 {
         i64::try_from(now_ms()).unwrap_or(i64::MAX)
     }
+    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
+            .ok()
+            .flatten()
+    }
 }
 
 impl SharedHost for Host {
@@ -105,12 +118,29 @@ impl SharedHost for Host {
 struct Root {
     guard: Option<Rc<Guard>>,
     tokens: Option<Rc<RefCell<TokenWorker>>>,
+    lockout: Option<Rc<LockoutBook>>,
     last_seconds_left: Option<u64>,
+    /// When the key-expiry gauge was last recomputed.
+    days_left_at_ms: u64,
 }
 
 impl Root {
     fn stats(&self) -> Option<&Stats> {
         self.guard.as_deref().map(|g| &g.stats)
+    }
+
+    /// Days left on the soonest-expiring key, for alerts before Genesys is locked out.
+    fn record_days_left(&mut self) {
+        let now = now_ms();
+        self.days_left_at_ms = now;
+        let Some(guard) = &self.guard else { return };
+        let (Some(id), Some(days)) = (
+            guard.stats.key_days_left_min,
+            rotation::days_left_min(&guard.policy.keys, i64::try_from(now).unwrap_or(i64::MAX)),
+        ) else {
+            return;
+        };
+        abi::record_metric(id, days);
     }
 
     /// Resumes or refuses waiting requests. The worker is released before any host call,
@@ -232,6 +262,14 @@ impl RootContext for Root {
         let summary = policy.summary();
         if super::once::first_to_announce(&Host, &summary) {
             log::info!("{summary}");
+            let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+            for warning in policy
+                .warnings
+                .iter()
+                .chain(&rotation::expiry_warnings(&policy.keys, now))
+            {
+                log::warn!("{warning}");
+            }
         }
         let stats = Stats::define(&policy, |kind, name| {
             abi::define_metric(kind == Kind::Gauge, name)
@@ -246,12 +284,20 @@ impl RootContext for Root {
             }
             let holder = claim_holder_id(&Host);
             self.tokens = Some(Rc::new(RefCell::new(TokenWorker::new(upstream, holder))));
+        } else if stats.key_days_left_min.is_some() {
+            // Only the gauge needs a timer; without one it keeps its startup value.
+            let _ = abi::set_tick_period_ms(GAUGE_TICK_MS);
         }
+        self.lockout = policy.lockout.map(|rule| Rc::new(LockoutBook::new(rule)));
         self.guard = Some(Rc::new(Guard { policy, stats }));
+        self.record_days_left();
         true
     }
 
     fn on_tick(&mut self) {
+        if now_ms().saturating_sub(self.days_left_at_ms) >= DAYS_LEFT_EVERY_MS {
+            self.record_days_left();
+        }
         let Some(worker) = self.tokens.clone() else {
             return;
         };
@@ -280,6 +326,9 @@ impl RootContext for Root {
             id: context_id,
             guard: self.guard.clone(),
             tokens: self.tokens.clone(),
+            lockout: self.lockout.clone(),
+            body: BodyState::Closed,
+            body_size: 0,
         }))
     }
 
@@ -292,6 +341,11 @@ struct Http {
     id: u32,
     guard: Option<Rc<Guard>>,
     tokens: Option<Rc<RefCell<TokenWorker>>>,
+    lockout: Option<Rc<LockoutBook>>,
+    /// What the body phase still owes (see `request::BodyState`).
+    body: BodyState,
+    /// The last body size Envoy reported, for a body that ends with trailers.
+    body_size: usize,
 }
 
 struct WorkerPort<'a> {
@@ -313,6 +367,70 @@ impl TokenPort for WorkerPort<'_> {
     }
 }
 
+struct BookPort<'a>(&'a LockoutBook);
+
+impl LockoutPort for BookPort<'_> {
+    fn locked(&self, client: IpAddr) -> Option<u64> {
+        self.0.locked(&Host, client)
+    }
+    fn failed(&self, client: IpAddr) -> Failure {
+        self.0.failed(&Host, client)
+    }
+}
+
+impl Http {
+    fn waiting(&self) -> bool {
+        matches!(
+            self.tokens
+                .as_ref()
+                .map(|t| t.try_borrow().map(|w| w.is_waiting(self.id))),
+            Some(Ok(true))
+        )
+    }
+
+    /// Maps the request path's outcome to an action; a wait registers this request.
+    fn act(&self, outcome: Outcome) -> Action {
+        match outcome {
+            Outcome::Forward => Action::Continue,
+            Outcome::Replied | Outcome::ReadBody => Action::Pause,
+            Outcome::Wait {
+                audience,
+                deadline_ms,
+            } => {
+                if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
+                    w.add_waiter(self.id, &audience, deadline_ms);
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    /// The body phase; `end_of_stream` also when trailers close the body.
+    fn body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(guard) = self.guard.clone() else {
+            return Action::Pause;
+        };
+        self.body_size = body_size;
+        let outcome = {
+            let tokens = self.tokens.as_deref().map(|worker| WorkerPort { worker });
+            let lockout = self.lockout.as_deref().map(BookPort);
+            let ports = Ports {
+                tokens: tokens.as_ref().map(|p| p as &dyn TokenPort),
+                lockout: lockout.as_ref().map(|p| p as &dyn LockoutPort),
+            };
+            request::on_request_body(
+                &Host,
+                &guard,
+                ports,
+                &mut self.body,
+                body_size,
+                end_of_stream,
+            )
+        };
+        self.act(outcome)
+    }
+}
+
 impl Context for Http {
     fn on_done(&mut self) -> bool {
         if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
@@ -323,25 +441,38 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(guard) = &self.guard else {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let Some(guard) = self.guard.clone() else {
             Host.send_reply(&Reply::no_token(5, None));
             return Action::Pause;
         };
-        let port = self.tokens.as_deref().map(|worker| WorkerPort { worker });
-        match request::on_request_headers(&Host, guard, port.as_ref().map(|p| p as &dyn TokenPort))
-        {
-            Outcome::Forward => Action::Continue,
-            Outcome::Replied => Action::Pause,
-            Outcome::Wait {
-                audience,
-                deadline_ms,
-            } => {
-                if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
-                    w.add_waiter(self.id, &audience, deadline_ms);
-                }
-                Action::Pause
-            }
+        let step = {
+            let tokens = self.tokens.as_deref().map(|worker| WorkerPort { worker });
+            let lockout = self.lockout.as_deref().map(BookPort);
+            let ports = Ports {
+                tokens: tokens.as_ref().map(|p| p as &dyn TokenPort),
+                lockout: lockout.as_ref().map(|p| p as &dyn LockoutPort),
+            };
+            request::on_request_headers(&Host, &guard, ports, end_of_stream)
+        };
+        self.body = step.body;
+        match step.outcome {
+            // proxy-wasm delivers no body while a filter holds headers: let them on to Envoy's
+            // buffer filter, which holds them until this filter releases the verified body.
+            Outcome::ReadBody => Action::Continue,
+            outcome => self.act(outcome),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        match self.body {
+            BodyState::Webhook { .. } => self.body(self.body_size, true),
+            BodyState::Counting { .. } if !self.waiting() => Action::Continue,
+            _ => Action::Pause,
         }
     }
 }

@@ -78,17 +78,39 @@ impl DenyReason {
 }
 
 pub fn decide<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Decision<'p> {
-    let mut client = None;
-    if let Some(allow) = &policy.allow {
-        let xff: Vec<&str> = req.headers_named("x-forwarded-for").collect();
-        match policy.client_ip.client(&xff, req.downstream) {
-            Err(why) => return deny(DenyReason::ClientUnknown(why), None, None),
-            Ok(ip) if !allow.contains(ip) => {
-                return deny(DenyReason::ClientNotAllowed, Some(ip), None)
-            }
-            Ok(ip) => client = Some(ip),
-        }
+    match check_ip(policy, req) {
+        Err(d) => Decision::Deny(d),
+        Ok(client) => check_key(policy, req, client),
     }
+}
+
+/// The client address by the configured rule (for the allowlist, lockout and logs).
+pub fn client_of(policy: &Policy, req: &RequestView<'_>) -> Result<IpAddr, Unknown> {
+    let xff: Vec<&str> = req.headers_named("x-forwarded-for").collect();
+    policy.client_ip.client(&xff, req.downstream)
+}
+
+/// The allowlist step: `Ok(Some(client))` inside it, `Ok(None)` when there is no allowlist.
+pub fn check_ip<'p>(
+    policy: &'p Policy,
+    req: &RequestView<'_>,
+) -> Result<Option<IpAddr>, Denial<'p>> {
+    let Some(allow) = &policy.allow else {
+        return Ok(None);
+    };
+    match client_of(policy, req) {
+        Err(why) => Err(denial(DenyReason::ClientUnknown(why), None, None)),
+        Ok(ip) if !allow.contains(ip) => Err(denial(DenyReason::ClientNotAllowed, Some(ip), None)),
+        Ok(ip) => Ok(Some(ip)),
+    }
+}
+
+/// The credential step; `client` is only carried into a denial for the log.
+pub fn check_key<'p>(
+    policy: &'p Policy,
+    req: &RequestView<'_>,
+    client: Option<IpAddr>,
+) -> Decision<'p> {
     match policy.keys.check(req.headers, req.now_ms) {
         KeyMatch::Valid(key) => Decision::Admit(key),
         KeyMatch::Missing => deny(DenyReason::MissingKey, client, None),
@@ -99,11 +121,15 @@ pub fn decide<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Decision<'p> {
 }
 
 fn deny<'p>(reason: DenyReason, client: Option<IpAddr>, key: Option<&'p KeyId>) -> Decision<'p> {
-    Decision::Deny(Denial {
+    Decision::Deny(denial(reason, client, key))
+}
+
+fn denial<'p>(reason: DenyReason, client: Option<IpAddr>, key: Option<&'p KeyId>) -> Denial<'p> {
+    Denial {
         reason,
         client,
         key,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,19 @@
 pub mod client_ip;
 pub mod decide;
 pub mod keys;
+pub mod lockout;
+pub mod rotation;
+pub mod routes;
 pub mod time;
 pub mod upstream;
+pub mod webhook;
 
 use client_ip::{CidrSet, ClientIpRule};
 use keys::KeySet;
+use lockout::LockoutRule;
+use routes::Routes;
 use upstream::UpstreamToken;
+use webhook::{SecretSource, Webhook};
 
 /// A validated configuration. Once built it cannot be invalid, so the hot path has no
 /// error handling for config.
@@ -24,12 +31,29 @@ pub struct Policy {
     /// The `www-authenticate` value sent with every 401, built once.
     pub www_authenticate: String,
     pub upstream_token: Option<UpstreamToken>,
+    /// How many CIDRs came from `genesys_ip_ranges`, for the startup summary.
+    pub ip_ranges: Option<String>,
+    /// `None`: every path is admitted with a valid key.
+    pub routes: Option<Routes>,
+    pub max_body_bytes: u64,
+    pub webhooks: Vec<Webhook>,
+    pub lockout: Option<LockoutRule>,
+    /// Startup warnings the configuration itself calls for (inline webhook secrets).
+    pub warnings: Vec<String>,
 }
 
 impl Policy {
     /// Whether a decision needs Envoy's `source.address`.
     pub fn needs_downstream(&self) -> bool {
-        self.allow.is_some() && self.client_ip == ClientIpRule::Downstream
+        (self.allow.is_some() || self.lockout.is_some())
+            && self.client_ip == ClientIpRule::Downstream
+    }
+
+    /// The webhook whose prefix covers the clean `path`, if any.
+    pub fn webhook_for(&self, path: &str) -> Option<&Webhook> {
+        self.webhooks
+            .iter()
+            .find(|w| routes::under_prefix(path, &w.path_prefix))
     }
 
     /// The one startup line: key ids and windows, CIDR count, client-IP rule. No secrets.
@@ -61,18 +85,54 @@ impl Policy {
                 format!("x-forwarded-for, trusted_hops {trusted_hops}")
             }
         };
-        let allow = match &self.allow {
-            Some(set) => format!("{} CIDRs", set.len()),
-            None => "off (no IP restriction)".to_owned(),
+        let allow = match (&self.allow, &self.ip_ranges) {
+            (Some(set), Some(r)) => format!("{} CIDRs ({r})", set.len()),
+            (Some(set), None) => format!("{} CIDRs", set.len()),
+            (None, _) => "off (no IP restriction)".to_owned(),
         };
         let token = match &self.upstream_token {
             Some(t) => t.summary(),
             None => "off".to_owned(),
         };
+        let routes = match &self.routes {
+            None => "any path".to_owned(),
+            Some(r) => {
+                let list: Vec<String> = r.iter().map(ToString::to_string).collect();
+                match &r.preset {
+                    Some(p) => format!("preset {p} [{}]", list.join(", ")),
+                    None => format!("[{}]", list.join(", ")),
+                }
+            }
+        };
+        let webhooks = if self.webhooks.is_empty() {
+            "off".to_owned()
+        } else {
+            let list: Vec<String> = self
+                .webhooks
+                .iter()
+                .map(|w| {
+                    let source = match &w.source {
+                        SecretSource::Env(name) => format!("secret from env {name}"),
+                        SecretSource::Inline => "inline secret".to_owned(),
+                    };
+                    format!("{} (header {}, {source})", w.path_prefix, w.header)
+                })
+                .collect();
+            list.join(", ")
+        };
+        let lockout = match &self.lockout {
+            Some(l) => format!(
+                "{} failures in {} s → 429 for {} s",
+                l.max_failures, l.window_s, l.cooldown_s
+            ),
+            None => "off".to_owned(),
+        };
         format!(
-            "bcsp-guard policy: keys [{}]; client ip: {rule}; ip allowlist: {allow}; key id header: {}; upstream token: {token}",
+            "bcsp-guard policy: keys [{}]; client ip: {rule}; ip allowlist: {allow}; key id header: {}; \
+             routes: {routes}; max body: {} bytes; webhooks: {webhooks}; lockout: {lockout}; upstream token: {token}",
             keys.join(", "),
             self.key_id_header.as_deref().unwrap_or("off"),
+            self.max_body_bytes,
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Identity tokens as the metadata server sends them: shape, `exp` and header safety of a JWT.
-//! Also owns unpadded base64url, the only encoding a JWT segment may use.
+//! A JWT segment is unpadded base64url ([`crate::base64`]).
 
+use crate::base64::{self, Alphabet};
 use std::fmt;
 
 /// Largest token accepted. Google identity tokens are about 1 KB; Envoy's default limit for all
@@ -138,84 +139,20 @@ fn read_exp(payload: &[u8]) -> Result<i64, TokenError> {
         .ok_or(TokenError::NoExp)
 }
 
-/// Value of one base64url character.
-fn sextet(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
-}
-
-fn sextet_char(v: u32) -> char {
-    // v is masked to 6 bits by every caller; the fallback arm is never taken.
-    let b = match v & 0x3f {
-        v @ 0..=25 => b'A' + v as u8,
-        v @ 26..=51 => b'a' + (v - 26) as u8,
-        v @ 52..=61 => b'0' + (v - 52) as u8,
-        62 => b'-',
-        _ => b'_',
-    };
-    char::from(b)
-}
-
-/// Valid unpadded base64url, checked without allocating. A final character whose unused low
-/// bits are not zero is refused, so every accepted string is the one encoding of its bytes.
+/// Valid unpadded base64url (see [`crate::base64`]), checked without allocating.
 fn is_base64url(input: &[u8]) -> bool {
-    let spare_bits = match input.len() % 4 {
-        0 => 0,
-        2 => 4,
-        3 => 2,
-        _ => return false,
-    };
-    let mut last = 0u8;
-    for &c in input {
-        match sextet(c) {
-            Some(v) => last = v,
-            None => return false,
-        }
-    }
-    last & ((1u8 << spare_bits) - 1) == 0
+    base64::is_canonical(input, Alphabet::Url)
 }
 
 /// Decodes unpadded base64url. `None` for padding, any character outside the URL-safe
 /// alphabet, an impossible length (len % 4 == 1) or non-zero unused bits in the last character.
 pub fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if !is_base64url(input) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
-    for chunk in input.chunks(4) {
-        let mut acc = 0u32;
-        for &c in chunk {
-            acc = (acc << 6) | u32::from(sextet(c)?);
-        }
-        // Left-align the 12, 18 or 24 bits in a 24-bit group, then keep the whole bytes.
-        let bits = 6 * chunk.len() as u32;
-        acc <<= 24 - bits;
-        let whole_bytes = chunk.len().saturating_sub(1);
-        out.extend(acc.to_be_bytes().iter().skip(1).take(whole_bytes));
-    }
-    Some(out)
+    base64::decode(input, Alphabet::Url)
 }
 
 /// Encodes as unpadded base64url.
 pub fn base64url_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3).saturating_mul(4));
-    for chunk in input.chunks(3) {
-        let mut group = [0u8; 4];
-        for (slot, &b) in group.iter_mut().skip(1).zip(chunk) {
-            *slot = b;
-        }
-        let acc = u32::from_be_bytes(group);
-        for i in 0..=chunk.len() as u32 {
-            out.push(sextet_char(acc >> (18 - 6 * i)));
-        }
-    }
-    out
+    base64::encode(input, Alphabet::Url)
 }
 
 #[cfg(test)]

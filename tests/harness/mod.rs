@@ -127,12 +127,31 @@ fn newest_mtime(dir: &Path) -> SystemTime {
     newest
 }
 
+/// Newest of the files cargo says the module was built from (its `.d` dep-info), so editing a
+/// test-only file under `src/` does not make the module look stale; the whole of `src/` when
+/// there is no dep-info.
+fn newest_input(wasm: &Path) -> SystemTime {
+    let deps = std::fs::read_to_string(wasm.with_extension("d")).unwrap_or_default();
+    let Some((_, inputs)) = deps.lines().next().and_then(|l| l.split_once(": ")) else {
+        return newest_mtime(&manifest_dir().join("src"));
+    };
+    inputs
+        .split_whitespace()
+        .map(|f| {
+            std::fs::metadata(f)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now())
+        })
+        .max()
+        .unwrap_or(UNIX_EPOCH)
+}
+
 /// The release filter. Never lets a test pass against a missing or stale build.
 pub fn wasm_path() -> PathBuf {
     let wasm = manifest_dir().join("target/wasm32-wasip1/release/bcsp_guard.wasm");
     let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
     match built {
-        Some(t) if t >= newest_mtime(&manifest_dir().join("src")) => wasm,
+        Some(t) if t >= newest_input(&wasm) => wasm,
         _ => panic!(
             "bcsp_guard.wasm is missing/stale: run `make wasm` (or `make test`) [{}]",
             wasm.display()
@@ -196,6 +215,19 @@ pub struct EnvoyConfig {
     pub extra_clusters: String,
     /// Routes tried before the catch-all `/` → `bcsp`, as `(path prefix, cluster)`.
     pub extra_routes: Vec<(String, String)>,
+    /// The connection manager's `normalize_path` + `merge_slashes` +
+    /// `path_with_escaped_slashes_action: REJECT_REQUEST` (what the shipped configs set).
+    pub path_normalization: bool,
+    /// The listener's `per_connection_buffer_limit_bytes` (Envoy's default: 1 MiB).
+    pub buffer_limit_bytes: Option<u32>,
+    /// `vm_config.environment_variables.key_values`: what the Wasm VM's `std::env` sees.
+    pub vm_env: Vec<(String, String)>,
+    /// The listener's `connection_balance_config: exact_balance`: each new connection goes to
+    /// the worker with the fewest, so two open connections are on two workers.
+    pub exact_balance: bool,
+    /// `envoy.filters.http.buffer` after bcsp-guard with this `max_request_bytes`: holds a
+    /// webhook delivery's headers while bcsp-guard verifies its body.
+    pub buffer_filter: Option<u64>,
 }
 
 impl EnvoyConfig {
@@ -209,6 +241,11 @@ impl EnvoyConfig {
             concurrency: 1,
             extra_clusters: String::new(),
             extra_routes: Vec::new(),
+            path_normalization: false,
+            buffer_limit_bytes: None,
+            vm_env: Vec::new(),
+            exact_balance: false,
+            buffer_filter: None,
         }
     }
     pub fn use_remote_address(mut self, on: bool) -> Self {
@@ -237,6 +274,27 @@ impl EnvoyConfig {
             .push((prefix.to_string(), cluster.to_string()));
         self
     }
+    pub fn path_normalization(mut self, on: bool) -> Self {
+        self.path_normalization = on;
+        self
+    }
+    pub fn buffer_limit_bytes(mut self, n: u32) -> Self {
+        self.buffer_limit_bytes = Some(n);
+        self
+    }
+    pub fn buffer_filter(mut self, max_request_bytes: u64) -> Self {
+        self.buffer_filter = Some(max_request_bytes);
+        self
+    }
+    pub fn exact_balance(mut self, on: bool) -> Self {
+        self.exact_balance = on;
+        self
+    }
+    /// Pass an environment variable to the Wasm VM (`vm_config.environment_variables`).
+    pub fn vm_env(mut self, name: &str, value: &str) -> Self {
+        self.vm_env.push((name.to_string(), value.to_string()));
+        self
+    }
     /// `{UPSTREAM_PORT}` in the YAML becomes the recording upstream's port.
     pub fn extra_clusters(mut self, yaml: &str) -> Self {
         self.extra_clusters = yaml.to_string();
@@ -253,7 +311,7 @@ static_resources:
   listeners:
   - name: ingress
     address: {{socket_address: {{address: {listen}, port_value: 0, ipv4_compat: {compat}}}}}
-    filter_chains:
+{buffer_limit}    filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
@@ -262,7 +320,7 @@ static_resources:
           use_remote_address: {ura}
           xff_num_trusted_hops: {hops}
           preserve_external_request_id: true
-          route_config:
+{normalization}          route_config:
             virtual_hosts:
             - name: bcsp
               domains: ["*"]
@@ -279,10 +337,10 @@ static_resources:
                   vm_id: bcsp_guard
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: {wasm}}}}}
-                configuration:
+{vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {filter}
-          - name: envoy.filters.http.router
+{buffer_filter}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
@@ -297,6 +355,43 @@ static_resources:
 {extra}"#,
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,
+            buffer_filter = self
+                .buffer_filter
+                .map(|n| {
+                    format!(
+                        "          - name: envoy.filters.http.buffer\n            typed_config:\n              \
+                         \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              \
+                         max_request_bytes: {n}\n"
+                    )
+                })
+                .unwrap_or_default(),
+            buffer_limit = self
+                .buffer_limit_bytes
+                .map(|n| format!("    per_connection_buffer_limit_bytes: {n}\n"))
+                .unwrap_or_default()
+                + if self.exact_balance {
+                    "    connection_balance_config: {exact_balance: {}}\n"
+                } else {
+                    ""
+                },
+            normalization = if self.path_normalization {
+                "          normalize_path: true\n          merge_slashes: true\n          \
+                 path_with_escaped_slashes_action: REJECT_REQUEST\n"
+            } else {
+                ""
+            },
+            vm_env = if self.vm_env.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "                  environment_variables: {{key_values: {{{}}}}}\n",
+                    self.vm_env
+                        .iter()
+                        .map(|(k, v)| format!("{}: {}", q(k), q(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             ura = self.use_remote_address,
             hops = self.xff_num_trusted_hops,
             wasm = q(&wasm.display().to_string()),
@@ -752,6 +847,16 @@ impl Reply {
 /// Send `raw` bytes on a fresh connection to `addr`, from source address `from` if given, and
 /// read the reply until the server closes (send `Connection: close`).
 pub fn send_raw(addr: SocketAddr, from: Option<IpAddr>, raw: &[u8]) -> std::io::Result<Reply> {
+    send_parts(addr, from, &[raw.to_vec()])
+}
+
+/// As [`send_raw`], writing `parts` one after another with a 30 ms pause between them. A write
+/// the server refused (it already answered and closed) ends the sending, not the request.
+pub fn send_parts(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    parts: &[Vec<u8>],
+) -> std::io::Result<Reply> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if let Some(ip) = from {
@@ -761,7 +866,17 @@ pub fn send_raw(addr: SocketAddr, from: Option<IpAddr>, raw: &[u8]) -> std::io::
     let mut stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.write_all(raw)?;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if let Err(e) = stream.write_all(part) {
+            if i == 0 {
+                return Err(e);
+            }
+            break;
+        }
+    }
     // Read until the reply is complete rather than until EOF: after a local reply Envoy
     // delays its close (delayed_close_timeout, 1 s) waiting for us to close first.
     let mut buf = Vec::new();
@@ -777,6 +892,49 @@ pub fn send_raw(addr: SocketAddr, from: Option<IpAddr>, raw: &[u8]) -> std::io::
         buf.extend_from_slice(&chunk[..n]);
     }
     parse_reply(&buf)
+}
+
+/// A kept-alive client connection: several requests, one after another, on one TCP
+/// connection (so on one Envoy worker).
+pub struct Connection {
+    stream: TcpStream,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr, from: Option<IpAddr>) -> Connection {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        if let Some(ip) = from {
+            socket
+                .bind(&SocketAddr::new(ip, 0).into())
+                .expect("bind source");
+        }
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .expect("connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        Connection { stream }
+    }
+
+    /// Send `req` (its destination is ignored) without `connection: close`; read one reply.
+    pub fn send(&mut self, req: &RequestBuilder) -> Reply {
+        let raw = req.raw_bytes();
+        let text = String::from_utf8_lossy(&raw).replacen("connection: close\r\n", "", 1);
+        self.stream.write_all(text.as_bytes()).expect("write");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        while !reply_complete(&buf) {
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed before a whole reply: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        parse_reply(&buf).expect("parse reply")
+    }
 }
 
 /// True once `buf` holds a whole response with a Content-Length or a chunked body.
@@ -885,6 +1043,7 @@ pub fn request(method: &str, path: &str) -> RequestBuilder {
         body: Vec::new(),
         from: None,
         addr: None,
+        chunks: None,
     }
 }
 
@@ -896,6 +1055,8 @@ pub struct RequestBuilder {
     body: Vec<u8>,
     from: Option<IpAddr>,
     addr: Option<SocketAddr>,
+    /// A chunked body, each chunk written separately after a short pause.
+    chunks: Option<Vec<Vec<u8>>>,
 }
 
 impl RequestBuilder {
@@ -917,6 +1078,36 @@ impl RequestBuilder {
         self.body = body.into();
         self.header("content-type", content_type)
     }
+    /// Send the body with `transfer-encoding: chunked`, one HTTP chunk per part, each written
+    /// 30 ms after the previous one so that Envoy sees them as separate body callbacks.
+    pub fn chunked(mut self, content_type: &str, parts: Vec<Vec<u8>>) -> Self {
+        self.chunks = Some(parts);
+        self.header("content-type", content_type)
+            .header("transfer-encoding", "chunked")
+    }
+    /// The parts written to the socket: one for a plain request, several when chunked.
+    fn wire_parts(&self) -> Vec<Vec<u8>> {
+        let Some(parts) = &self.chunks else {
+            return vec![self.raw_bytes()];
+        };
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: bcsp.test\r\n",
+            self.method, self.path
+        );
+        for (k, v) in &self.headers {
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+        head.push_str("connection: close\r\n\r\n");
+        let mut out = vec![head.into_bytes()];
+        for p in parts {
+            let mut c = format!("{:x}\r\n", p.len()).into_bytes();
+            c.extend_from_slice(p);
+            c.extend_from_slice(b"\r\n");
+            out.push(c);
+        }
+        out.push(b"0\r\n\r\n".to_vec());
+        out
+    }
     pub fn raw_bytes(&self) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: bcsp.test\r\n",
@@ -937,7 +1128,7 @@ impl RequestBuilder {
         let addr = self
             .addr
             .expect("request without a destination: call .to(addr)");
-        send_raw(addr, self.from, &self.raw_bytes())
+        send_parts(addr, self.from, &self.wire_parts())
     }
     /// Send and return the reply; panics on an I/O error.
     pub fn send(&self) -> Reply {

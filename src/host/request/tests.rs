@@ -2,8 +2,10 @@ use super::*;
 use crate::config;
 use crate::host::metrics::Kind;
 use crate::policy::keys::SecretHash;
+use crate::policy::lockout::Failure;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 #[derive(Default)]
 struct FakeHost {
@@ -14,6 +16,8 @@ struct FakeHost {
     /// Like GCP Service Extensions: any metric update is a host error.
     refuse_metrics: bool,
     property_reads: RefCell<Vec<String>>,
+    /// The request body Envoy would hold.
+    body: Vec<u8>,
 }
 
 impl RequestHost for FakeHost {
@@ -51,6 +55,18 @@ impl RequestHost for FakeHost {
     fn now_ms(&self) -> i64 {
         1_800_000_000_000
     }
+    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
+        Some(self.body.iter().take(len).copied().collect())
+    }
+}
+
+/// The headers phase of a request without a body, as the existing cases need it.
+fn headers_step(host: &FakeHost, g: &Guard, tokens: Option<&dyn TokenPort>) -> Outcome {
+    let ports = Ports {
+        tokens,
+        lockout: None,
+    };
+    on_request_headers(host, g, ports, true).outcome
 }
 
 impl FakeHost {
@@ -123,7 +139,7 @@ fn admitted_request_loses_its_credentials_and_gains_the_key_id() {
         ("x-bcsp-key-id", "forged"),
         ("x-request-id", "r1"),
     ]);
-    assert_eq!(on_request_headers(&host, &g, None), Outcome::Forward);
+    assert_eq!(headers_step(&host, &g, None), Outcome::Forward);
     assert!(host.header("x-bcsp-key").is_empty());
     assert!(host.header("authorization").is_empty());
     assert_eq!(host.header("x-bcsp-key-id"), vec!["a"]);
@@ -175,7 +191,7 @@ fn refused_requests_get_one_json_body_and_the_matching_counter() {
         let mut host = FakeHost::with(headers);
         host.properties
             .insert("source.address".into(), source.to_string());
-        let out = on_request_headers(&host, &g, None);
+        let out = headers_step(&host, &g, None);
         assert_eq!(host.count(*counter), 1, "{headers:?} from {source}");
         if *status == 0 {
             assert_eq!(out, Outcome::Forward);
@@ -212,10 +228,7 @@ fn token_is_injected_and_client_identity_headers_are_dropped() {
         missing: Missing::Reject { retry_after_s: 1 },
         asked: RefCell::default(),
     };
-    assert_eq!(
-        on_request_headers(&host, &g, Some(&tokens)),
-        Outcome::Forward
-    );
+    assert_eq!(headers_step(&host, &g, Some(&tokens)), Outcome::Forward);
     assert_eq!(host.header("authorization"), vec!["Bearer jwt"]);
     assert!(host.header("x-serverless-authorization").is_empty());
     assert_eq!(tokens.asked.borrow().as_slice(), ["https://a.run.app"]);
@@ -232,7 +245,7 @@ fn audience_follows_the_routed_cluster() {
         missing: Missing::Reject { retry_after_s: 1 },
         asked: RefCell::default(),
     };
-    on_request_headers(&host, &g, Some(&tokens));
+    headers_step(&host, &g, Some(&tokens));
     assert_eq!(tokens.asked.borrow().as_slice(), ["https://eu.run.app"]);
 }
 
@@ -246,7 +259,7 @@ fn without_a_token_requests_wait_or_get_503_and_never_go_upstream() {
         asked: RefCell::default(),
     };
     assert_eq!(
-        on_request_headers(&host, &g, Some(&waiting)),
+        headers_step(&host, &g, Some(&waiting)),
         Outcome::Wait {
             audience: "https://a.run.app".into(),
             deadline_ms: 42
@@ -260,10 +273,7 @@ fn without_a_token_requests_wait_or_get_503_and_never_go_upstream() {
         missing: Missing::Reject { retry_after_s: 7 },
         asked: RefCell::default(),
     };
-    assert_eq!(
-        on_request_headers(&host, &g, Some(&refusing)),
-        Outcome::Replied
-    );
+    assert_eq!(headers_step(&host, &g, Some(&refusing)), Outcome::Replied);
     let replies = host.replies.borrow();
     assert_eq!(replies[0].status, 503);
     assert!(replies[0]
@@ -273,7 +283,7 @@ fn without_a_token_requests_wait_or_get_503_and_never_go_upstream() {
 
     // Token configured but the host has no token cache at all: fail closed.
     let host = FakeHost::with(&[("x-bcsp-key", "alpha")]);
-    assert_eq!(on_request_headers(&host, &g, None), Outcome::Replied);
+    assert_eq!(headers_step(&host, &g, None), Outcome::Replied);
     assert_eq!(host.replies.borrow()[0].status, 503);
 }
 
@@ -293,7 +303,7 @@ fn a_host_without_metrics_or_tokens_still_authenticates() {
             refuse_metrics: true,
             ..FakeHost::with(headers)
         };
-        let out = on_request_headers(&host, &g, None);
+        let out = headers_step(&host, &g, None);
         assert_eq!(host.replies.borrow().first().map(|r| r.status), want);
         assert_eq!(out == Outcome::Forward, want.is_none());
         if want.is_none() {
@@ -303,4 +313,370 @@ fn a_host_without_metrics_or_tokens_still_authenticates() {
             );
         }
     }
+}
+
+// ---- routes, body limits, webhooks, lockout ----------------------------------------------
+
+const ROUTES_CFG: &str = r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/botconnector"},
+    "max_body_bytes":100"#;
+
+fn run(host: &FakeHost, g: &Guard, end_of_stream: bool) -> Step {
+    on_request_headers(host, g, Ports::default(), end_of_stream)
+}
+
+fn status(host: &FakeHost) -> Option<u32> {
+    host.replies.borrow().last().map(|r| r.status)
+}
+
+#[test]
+fn routes_answer_authenticated_callers_only_and_in_order() {
+    let g = guard(ROUTES_CFG);
+    let json = ("content-type", "application/json");
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<u32>);
+    let cases: &[Case] = &[
+        (
+            "GET",
+            "/botconnector/bots",
+            &[("x-bcsp-key", "alpha")],
+            None,
+        ),
+        (
+            "GET",
+            "/botconnector/bots/b1?x=1",
+            &[("x-bcsp-key", "alpha")],
+            None,
+        ),
+        (
+            "POST",
+            "/botconnector/messages",
+            &[("x-bcsp-key", "alpha"), json],
+            None,
+        ),
+        // Unauthenticated: 401 whatever the path, so paths cannot be discovered.
+        ("GET", "/admin", &[], Some(401)),
+        (
+            "DELETE",
+            "/botconnector/bots",
+            &[("x-bcsp-key", "nope")],
+            Some(401),
+        ),
+        ("GET", "/botconnector/bots/../admin", &[], Some(401)),
+        ("GET", "/admin", &[("x-bcsp-key", "alpha")], Some(404)),
+        (
+            "GET",
+            "/botconnector/bots/../admin",
+            &[("x-bcsp-key", "alpha")],
+            Some(404),
+        ),
+        (
+            "GET",
+            "/botconnector/bots%2fb1",
+            &[("x-bcsp-key", "alpha")],
+            Some(404),
+        ),
+        (
+            "GET",
+            "/botconnector//bots",
+            &[("x-bcsp-key", "alpha")],
+            Some(404),
+        ),
+        (
+            "GET",
+            "/botconnector/bots;a=b",
+            &[("x-bcsp-key", "alpha")],
+            Some(404),
+        ),
+        (
+            "DELETE",
+            "/botconnector/bots",
+            &[("x-bcsp-key", "alpha")],
+            Some(405),
+        ),
+        (
+            "POST",
+            "/botconnector/messages",
+            &[("x-bcsp-key", "alpha")],
+            Some(415),
+        ),
+        (
+            "POST",
+            "/botconnector/messages",
+            &[("x-bcsp-key", "alpha"), ("content-type", "text/plain")],
+            Some(415),
+        ),
+        (
+            "POST",
+            "/botconnector/messages",
+            &[("x-bcsp-key", "alpha"), json, ("content-length", "101")],
+            Some(413),
+        ),
+        (
+            "POST",
+            "/botconnector/messages",
+            &[("x-bcsp-key", "alpha"), json, ("content-length", "100")],
+            None,
+        ),
+    ];
+    for (method, path, extra, want) in cases {
+        let mut headers = vec![(":method", *method), (":path", *path)];
+        headers.extend_from_slice(extra);
+        let host = FakeHost::with(&headers);
+        let step = run(&host, &g, true);
+        assert_eq!(status(&host), *want, "{method} {path} {extra:?}");
+        assert_eq!(step.outcome == Outcome::Forward, want.is_none());
+        if let Some(405) = want {
+            let r = host.replies.borrow();
+            assert!(r[0].headers.contains(&("allow", "GET".to_owned())));
+        }
+    }
+    let host = FakeHost::with(&[(":method", "GET"), (":path", "/x"), ("x-bcsp-key", "alpha")]);
+    run(&host, &g, true);
+    assert_eq!(host.count(g.stats.denied_route), 1);
+}
+
+#[test]
+fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
+    let g = guard(r#","max_body_bytes":100"#);
+    let host = FakeHost::with(&[
+        (":method", "POST"),
+        (":path", "/m"),
+        ("x-bcsp-key", "alpha"),
+    ]);
+    let mut step = run(&host, &g, false);
+    assert_eq!(step.outcome, Outcome::Forward);
+    let mut body =
+        |size, end| on_request_body(&host, &g, Ports::default(), &mut step.body, size, end);
+    assert_eq!(body(60, false), Outcome::Forward);
+    assert_eq!(
+        body(40, false),
+        Outcome::Forward,
+        "exactly the limit is fine"
+    );
+    assert_eq!(body(1, true), Outcome::Replied);
+    assert_eq!(status(&host), Some(413));
+    assert_eq!(host.count(g.stats.denied_body_too_large), 1);
+}
+
+const SECRET: &str = "om-webhook-secret-0123456789";
+
+fn webhook_guard() -> Guard {
+    guard(&format!(
+        r#","routes":{{"preset":"digital-bot-connector-v2","base_path":"/botconnector"}},
+        "max_body_bytes":64,
+        "webhooks":[{{"path_prefix":"/openmessaging","secret":"{SECRET}"}}]"#
+    ))
+}
+
+fn sign(body: &[u8]) -> String {
+    crate::policy::webhook::WebhookSecret::new(SECRET.as_bytes())
+        .unwrap()
+        .sign(body)
+}
+
+/// Headers, then the body in chunks as Envoy reports them while buffering (cumulative).
+fn deliver(g: &Guard, headers: &[(&str, &str)], body: &[u8], chunks: usize) -> (FakeHost, Outcome) {
+    let mut host = FakeHost::with(headers);
+    host.body = body.to_vec();
+    let step = run(&host, g, body.is_empty());
+    if step.outcome != Outcome::ReadBody {
+        return (host, step.outcome);
+    }
+    // The headers move on to Envoy's buffer filter before the body is verified: by then they
+    // carry no credential and no key id.
+    assert!(host.header("x-bcsp-key").is_empty() && host.header("x-bcsp-key-id").is_empty());
+    let mut state = step.body;
+    let mut out = Outcome::ReadBody;
+    let per = body.len().div_ceil(chunks.max(1)).max(1);
+    let mut seen = 0;
+    while seen < body.len() {
+        seen = (seen + per).min(body.len());
+        out = on_request_body(
+            &host,
+            g,
+            Ports::default(),
+            &mut state,
+            seen,
+            seen == body.len(),
+        );
+        if out != Outcome::ReadBody {
+            break;
+        }
+    }
+    (host, out)
+}
+
+#[test]
+fn webhook_deliveries_are_authenticated_by_their_signature_over_the_whole_body() {
+    let g = webhook_guard();
+    let body = br#"{"id":"m1","text":"hello"}"#;
+    let sig = sign(body);
+    let base = [(":method", "POST"), (":path", "/openmessaging/inbound")];
+    let with_sig = |extra: &[(&'static str, &str)]| -> Vec<(&str, String)> {
+        base.iter()
+            .chain(extra)
+            .map(|(n, v)| (*n, v.to_string()))
+            .collect()
+    };
+    let h = with_sig(&[
+        ("x-hub-signature-256", &sig),
+        ("x-bcsp-key-id", "forged"),
+        ("x-bcsp-key", "alpha"),
+    ]);
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (host, out) = deliver(&g, &h, body, 3);
+    assert_eq!(out, Outcome::Forward);
+    assert!(host.header("x-bcsp-key-id").is_empty(), "no key matched");
+    assert!(
+        host.header("x-bcsp-key").is_empty(),
+        "credentials never go upstream"
+    );
+    assert_eq!(host.count(g.stats.webhook_accepted), 1);
+    assert_eq!(host.count(g.stats.allowed), 0);
+
+    // A key is no substitute for the signature.
+    let (host, out) = deliver(&g, &[base[0], base[1], ("x-bcsp-key", "alpha")], body, 1);
+    assert_eq!((out, status(&host)), (Outcome::Replied, Some(401)));
+
+    let wrong = sign(b"another body");
+    let empty = sign(b"");
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [u8], Option<u32>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![base[0], base[1], ("x-hub-signature-256", &wrong)],
+            body,
+            Some(401),
+        ),
+        (
+            vec![
+                base[0],
+                base[1],
+                ("x-hub-signature-256", &sig),
+                ("x-hub-signature-256", &sig),
+            ],
+            body,
+            Some(401),
+        ),
+        // One byte over max_body_bytes: never read, never authenticated.
+        (
+            vec![base[0], base[1], ("x-hub-signature-256", &sig)],
+            &[b'a'; 65],
+            Some(401),
+        ),
+        (
+            vec![
+                base[0],
+                base[1],
+                ("x-hub-signature-256", &sig),
+                ("content-length", "65"),
+            ],
+            body,
+            Some(401),
+        ),
+        // Signed empty body, but not a POST: 405 only once authenticated.
+        (
+            vec![(":method", "GET"), base[1], ("x-hub-signature-256", &empty)],
+            b"",
+            Some(405),
+        ),
+        (
+            vec![(":method", "GET"), base[1], ("x-hub-signature-256", &wrong)],
+            b"",
+            Some(401),
+        ),
+    ];
+    for (headers, body, want) in cases {
+        let (host, _) = deliver(&g, &headers, body, 2);
+        assert_eq!(status(&host), want, "{headers:?}");
+    }
+}
+
+#[test]
+fn a_path_trick_never_reaches_a_webhook_prefix() {
+    let g = webhook_guard();
+    let sig = sign(b"");
+    // Not a clean path: treated as a key-authenticated request, so the signature alone is 401.
+    for path in [
+        "/openmessaging/../botconnector/bots",
+        "/openmessaging/%2e%2e/x",
+        "/openmessaging;x",
+    ] {
+        let host = FakeHost::with(&[
+            (":method", "POST"),
+            (":path", path),
+            ("x-hub-signature-256", &sig),
+        ]);
+        run(&host, &g, true);
+        assert_eq!(status(&host), Some(401), "{path}");
+    }
+}
+
+struct FakeLockout {
+    locked: Option<u64>,
+    failures: RefCell<Vec<IpAddr>>,
+}
+
+impl LockoutPort for FakeLockout {
+    fn locked(&self, _client: IpAddr) -> Option<u64> {
+        self.locked
+    }
+    fn failed(&self, client: IpAddr) -> Failure {
+        self.failures.borrow_mut().push(client);
+        Failure::LockedOut {
+            until_s: 1_800_000_300,
+            failures: 20,
+        }
+    }
+}
+
+#[test]
+fn lockout_counts_401s_per_client_and_answers_429_before_any_credential_check() {
+    let g = guard(r#","lockout":{"max_failures":20,"window_s":60,"cooldown_s":300}"#);
+    let counting = FakeLockout {
+        locked: None,
+        failures: RefCell::default(),
+    };
+    let mut host = FakeHost::with(&[("x-bcsp-key", "wrong")]);
+    host.properties
+        .insert("source.address".into(), "198.51.100.7:4000".into());
+    let ports = Ports {
+        tokens: None,
+        lockout: Some(&counting),
+    };
+    on_request_headers(&host, &g, ports, true);
+    assert_eq!(status(&host), Some(401));
+    assert_eq!(
+        counting.failures.borrow().as_slice(),
+        ["198.51.100.7".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(host.count(g.stats.lockout_started), 1);
+
+    let locked = FakeLockout {
+        locked: Some(42),
+        failures: RefCell::default(),
+    };
+    let mut host = FakeHost::with(&[("x-bcsp-key", "alpha")]);
+    host.properties
+        .insert("source.address".into(), "198.51.100.7:4000".into());
+    let ports = Ports {
+        tokens: None,
+        lockout: Some(&locked),
+    };
+    assert_eq!(
+        on_request_headers(&host, &g, ports, true).outcome,
+        Outcome::Replied
+    );
+    let replies = host.replies.borrow();
+    assert_eq!(
+        replies[0].status, 429,
+        "even a valid key waits out the cooldown"
+    );
+    assert!(replies[0]
+        .headers
+        .contains(&("retry-after", "42".to_owned())));
+    assert_eq!(host.count(g.stats.denied_locked_out), 1);
+    assert_eq!(host.count(g.stats.allowed), 0);
+    assert!(
+        locked.failures.borrow().is_empty(),
+        "a 429 is not a failure"
+    );
 }

@@ -1,0 +1,427 @@
+//! Open Messaging webhooks: deliveries under a path prefix are authenticated by
+//! `X-Hub-Signature-256: sha256=<base64(HMAC-SHA256(secret, raw body))>`, the secret coming from
+//! the Wasm VM's environment. Every test runs the real Envoy with the built filter.
+
+mod harness;
+
+use harness::*;
+use serde_json::{json, Value};
+
+const KEY: &str = "k3y-webhook-suite-4f1e9a";
+const OM_SECRET: &str = "om-secret-from-the-vm-env-7c2d91";
+
+/// HMAC-SHA256 written out here (RFC 2104), independent of the filter's implementation.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Standard, padded base64, as Genesys sends it.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
+}
+
+fn filter(max_body: Option<u64>) -> Value {
+    let mut f = json!({
+        "keys": [key("k1", KEY)],
+        "routes": {"preset": "digital-bot-connector-v2", "base_path": "/botconnector"},
+        "webhooks": [{"path_prefix": "/openmessaging", "secret_env": "OM_WEBHOOK_SECRET"}],
+    });
+    if let Some(n) = max_body {
+        f["max_body_bytes"] = json!(n);
+    }
+    f
+}
+
+/// Envoy as the README configures it for webhooks: the buffer filter after bcsp-guard.
+fn stack(max_body: Option<u64>) -> Stack {
+    Stack::start(
+        &EnvoyConfig::new(filter(max_body))
+            .path_normalization(true)
+            .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
+            .buffer_filter(4 * 1024 * 1024),
+    )
+}
+
+/// Requests Envoy's router sent (or began to send) to the upstream cluster.
+fn upstream_requests(envoy: &Envoy) -> u64 {
+    let text = envoy.admin_get("/stats?filter=^cluster\\.bcsp\\.upstream_rq_total$");
+    text.trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no upstream_rq_total in {text:?}"))
+}
+
+/// A realistic Open Messaging event body of about `len` bytes.
+fn event(len: usize) -> Vec<u8> {
+    let head =
+        r#"{"id":"evt-1","channel":{"platform":"Open","type":"Public"},"type":"Text","text":""#;
+    let mut b = head.as_bytes().to_vec();
+    while b.len() + 2 < len {
+        b.push(b'a' + (b.len() % 26) as u8);
+    }
+    b.extend_from_slice(br#""}"#);
+    b
+}
+
+#[test]
+fn a_signed_delivery_split_across_chunks_reaches_the_upstream_whole() {
+    let stack = stack(None);
+    let body = event(4000);
+    let sig = signature(OM_SECRET, &body);
+    let parts: Vec<Vec<u8>> = body.chunks(1000).map(<[u8]>::to_vec).collect();
+    assert_eq!(parts.len(), 4);
+
+    let reply = request("POST", "/openmessaging/inbound")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &sig)
+        .header("x-bcsp-key-id", "forged")
+        .chunked("application/json", parts)
+        .send();
+
+    assert_eq!(reply.status, 200, "reply: {}", reply.text());
+    let seen = stack.upstream.last();
+    assert_eq!(seen.target, "/openmessaging/inbound");
+    assert_eq!(seen.body, body, "the upstream gets the body byte for byte");
+    assert!(
+        seen.headers_named("x-bcsp-key-id").is_empty(),
+        "no key matched, and the forged id is gone: {:?}",
+        seen.headers
+    );
+    assert_eq!(stack.envoy.counter("bcsp_guard.webhook.accepted"), 1);
+
+    // The same with a plain content-length body.
+    let small = event(300);
+    let reply = request("POST", "/openmessaging")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &signature(OM_SECRET, &small))
+        .body("application/json", small.clone())
+        .send();
+    assert_eq!(reply.status, 200, "reply: {}", reply.text());
+    assert_eq!(stack.upstream.last().body, small);
+    stack.envoy.assert_log_free_of(&[OM_SECRET, KEY], &[]);
+}
+
+#[test]
+fn a_missing_or_wrong_signature_is_401_and_nothing_reaches_the_upstream() {
+    let stack = stack(None);
+    let body = event(2500);
+    let good = signature(OM_SECRET, &body);
+    let hex: String = hmac_sha256(OM_SECRET.as_bytes(), &body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    /// (case, headers, chunked body parts; `None`: the plain body)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Option<Vec<Vec<u8>>>);
+    let cases: Vec<Case> = vec![
+        ("missing", vec![], None),
+        (
+            "other secret",
+            vec![(
+                "x-hub-signature-256",
+                signature("another-secret-0123456", &body),
+            )],
+            None,
+        ),
+        (
+            "other body",
+            vec![("x-hub-signature-256", signature(OM_SECRET, b"{}"))],
+            None,
+        ),
+        (
+            "hex, not base64",
+            vec![("x-hub-signature-256", format!("sha256={hex}"))],
+            None,
+        ),
+        (
+            "no sha256= prefix",
+            vec![(
+                "x-hub-signature-256",
+                good.trim_start_matches("sha256=").to_string(),
+            )],
+            None,
+        ),
+        (
+            "repeated",
+            vec![
+                ("x-hub-signature-256", good.clone()),
+                ("x-hub-signature-256", good.clone()),
+            ],
+            None,
+        ),
+        ("a key instead", vec![("x-bcsp-key", KEY.to_string())], None),
+        (
+            "tampered last chunk",
+            vec![("x-hub-signature-256", good.clone())],
+            Some({
+                let mut parts: Vec<Vec<u8>> = body.chunks(1000).map(<[u8]>::to_vec).collect();
+                let last = parts.last_mut().unwrap();
+                last[0] ^= 1;
+                parts
+            }),
+        ),
+    ];
+    let mut bodies = Vec::new();
+    for (case, headers, chunks) in cases {
+        let id = rid("wh");
+        let mut req = request("POST", "/openmessaging/inbound")
+            .to(stack.envoy.addr())
+            .header("x-request-id", &id);
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        let req = match chunks {
+            Some(parts) => req.chunked("application/json", parts),
+            None => req.body("application/json", body.clone()),
+        };
+        let reply = req.send();
+        assert_unauthenticated(&reply, &id, "x-bcsp-key", &[OM_SECRET]);
+        let mut b = reply.json();
+        b["request_id"] = Value::Null;
+        bodies.push((case, b));
+    }
+    for (case, b) in &bodies {
+        assert_eq!(b, &bodies[0].1, "401 body for {case} differs");
+    }
+    assert_eq!(stack.upstream.count(), 0, "{:?}", stack.upstream.requests());
+    assert_eq!(
+        stack.envoy.counter("bcsp_guard.denied.webhook_signature"),
+        8
+    );
+    let log = stack.envoy.settled_log();
+    assert!(
+        log.contains("webhook signature does not match the body on /openmessaging"),
+        "{}",
+        log
+    );
+    stack
+        .envoy
+        .assert_log_free_of(&[OM_SECRET, KEY], &[&good, &hex]);
+}
+
+#[test]
+fn bodies_one_byte_over_max_body_bytes_are_refused_unread() {
+    let stack = stack(Some(1000));
+    let at_limit = event(1000);
+    let over = event(1001);
+    assert_eq!((at_limit.len(), over.len()), (1000, 1001));
+    let post = |path: &str| request("POST", path).to(stack.envoy.addr());
+
+    // Webhooks: a body too large to verify is not authenticated.
+    let r = post("/openmessaging")
+        .header("x-hub-signature-256", &signature(OM_SECRET, &over))
+        .body("application/json", over.clone())
+        .send();
+    assert_eq!(r.status, 401, "reply: {}", r.text());
+    let r = post("/openmessaging")
+        .header("x-hub-signature-256", &signature(OM_SECRET, &over))
+        .chunked(
+            "application/json",
+            over.chunks(400).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 401, "reply: {}", r.text());
+    let r = post("/openmessaging")
+        .header("x-hub-signature-256", &signature(OM_SECRET, &at_limit))
+        .chunked(
+            "application/json",
+            at_limit.chunks(400).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 200, "reply: {}", r.text());
+
+    // Key-authenticated requests: 413, whether the length is announced or streamed.
+    let r = post("/botconnector/messages")
+        .header("x-bcsp-key", KEY)
+        .body("application/json", over.clone())
+        .send();
+    assert_eq!(r.status, 413, "reply: {}", r.text());
+    assert_eq!(r.json()["error"], "payload_too_large");
+    let r = post("/botconnector/messages")
+        .header("x-bcsp-key", KEY)
+        .chunked(
+            "application/json",
+            over.chunks(400).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 413, "reply: {}", r.text());
+    let r = post("/botconnector/messages")
+        .header("x-bcsp-key", KEY)
+        .body("application/json", at_limit.clone())
+        .send();
+    assert_eq!(r.status, 200, "reply: {}", r.text());
+    assert_eq!(stack.upstream.last().body, at_limit);
+    assert_eq!(stack.envoy.counter("bcsp_guard.denied.body_too_large"), 2);
+    // Only the two bodies at the limit were delivered whole.
+    let whole: Vec<usize> = stack
+        .upstream
+        .requests()
+        .iter()
+        .filter(|s| s.body.len() > 1000)
+        .map(|s| s.body.len())
+        .collect();
+    assert!(
+        whole.is_empty(),
+        "an over-limit body reached the upstream: {whole:?}"
+    );
+}
+
+/// With the default 1 MiB limit, Envoy's own buffer limit must be raised above it so that the
+/// filter (not Envoy's plain-text 413) answers; this is the setting the README documents.
+#[test]
+fn the_default_limit_is_enforced_by_the_filter_when_envoy_buffers_more() {
+    let cfg = EnvoyConfig::new(filter(None))
+        .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
+        .buffer_filter(4 * 1024 * 1024)
+        .buffer_limit_bytes(2 * 1024 * 1024);
+    let stack = Stack::start(&cfg);
+    let over = event(1024 * 1024 + 1);
+    let parts: Vec<Vec<u8>> = over.chunks(256 * 1024).map(<[u8]>::to_vec).collect();
+    let r = request("POST", "/openmessaging")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &signature(OM_SECRET, &over))
+        .chunked("application/json", parts)
+        .send();
+    assert_eq!(r.status, 401, "reply: {}", r.text());
+    assert_eq!(r.json()["error"], "unauthenticated");
+    assert_eq!(stack.upstream.count(), 0);
+}
+
+/// proxy-wasm cannot read a body while it holds the headers, so without the buffer filter the
+/// headers of an unverified delivery go ahead (its body never does); the filter says so.
+#[test]
+fn without_the_buffer_filter_the_body_is_still_held_and_the_log_names_the_fix() {
+    let cfg = EnvoyConfig::new(filter(None)).vm_env("OM_WEBHOOK_SECRET", OM_SECRET);
+    let stack = Stack::start(&cfg);
+    let body = event(900);
+    let r = request("POST", "/openmessaging")
+        .to(stack.envoy.addr())
+        .header(
+            "x-hub-signature-256",
+            &signature("wrong-secret-0123456789", &body),
+        )
+        .chunked(
+            "application/json",
+            body.chunks(300).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 401, "reply: {}", r.text());
+    assert_eq!(
+        stack.upstream.count(),
+        0,
+        "the unverified body never goes upstream"
+    );
+    let log = stack
+        .envoy
+        .wait_for_log("put envoy.filters.http.buffer right after bcsp-guard");
+    assert!(
+        log.contains("reached the upstream before its signature was checked"),
+        "{log}"
+    );
+}
+
+/// With `upstream_token`, a verified delivery carries the identity token (set with the headers,
+/// which proxy-wasm cannot change once the body is read); the caller's own is dropped. The first
+/// delivery waits for the first token.
+#[test]
+fn a_verified_delivery_carries_the_identity_token_and_never_the_callers() {
+    let emu = metadata_emulator::Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    let mut f = filter(None);
+    f["upstream_token"] = json!({"cluster": "gcp_metadata", "audience": "https://bcsp.a.run.app"});
+    let cluster = format!(
+        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+         cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+        emu.addr().port()
+    );
+    let cfg = EnvoyConfig::new(f)
+        .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
+        .buffer_filter(4 * 1024 * 1024)
+        .extra_clusters(&cluster);
+    let stack = Stack::start(&cfg);
+    let body = event(1500);
+    for _ in 0..2 {
+        let r = request("POST", "/openmessaging")
+            .to(stack.envoy.addr())
+            .header("x-hub-signature-256", &signature(OM_SECRET, &body))
+            .header("authorization", "Bearer caller-chosen")
+            .chunked(
+                "application/json",
+                body.chunks(500).map(<[u8]>::to_vec).collect(),
+            )
+            .send();
+        assert_eq!(r.status, 200, "reply: {}", r.text());
+        let seen = stack.upstream.last();
+        let auth = seen.headers_named("authorization");
+        assert_eq!(auth.len(), 1, "{:?}", seen.headers);
+        assert!(
+            auth[0].starts_with("Bearer ey") && !auth[0].contains("caller-chosen"),
+            "{auth:?}"
+        );
+        assert_eq!(seen.body, body);
+    }
+    // A wrong signature: 401, and the token never left with it.
+    let r = request("POST", "/openmessaging")
+        .to(stack.envoy.addr())
+        .header(
+            "x-hub-signature-256",
+            &signature("not-the-secret-012345", &body),
+        )
+        .chunked(
+            "application/json",
+            body.chunks(500).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 401, "reply: {}", r.text());
+    assert_eq!(stack.upstream.count(), 2);
+    assert_eq!(upstream_requests(&stack.envoy), 2);
+}
+
+#[test]
+fn a_secret_env_the_vm_does_not_have_stops_envoy_with_the_field_named() {
+    let cfg = EnvoyConfig::new(filter(None));
+    let (code, log) = Envoy::expect_config_failure(&cfg);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(
+            "bcsp-guard: invalid configuration: webhooks[0].secret_env: environment variable \
+             `OM_WEBHOOK_SECRET` is not set in the Wasm VM"
+        ),
+        "{}",
+        log
+    );
+}

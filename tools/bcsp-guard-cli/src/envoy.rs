@@ -1,0 +1,172 @@
+//! Finding bcsp-guard inside an Envoy YAML: its JSON configuration, the Wasm VM's environment,
+//! and the connection-manager facts the filter relies on (see the README).
+
+use serde_yaml::{Mapping, Value};
+
+/// One bcsp-guard filter found in an Envoy config.
+pub struct Found {
+    /// Where it is, as a YAML path (`static_resources.listeners[0]...http_filters[0]`).
+    pub label: String,
+    pub configuration: String,
+    /// `vm_config.environment_variables.key_values`.
+    pub key_values: Vec<(String, String)>,
+    /// `vm_config.environment_variables.host_env_keys`.
+    pub host_env_keys: Vec<String>,
+    pub hcm: Hcm,
+}
+
+/// What the enclosing `http_connection_manager` sets.
+#[derive(Default)]
+pub struct Hcm {
+    pub use_remote_address: bool,
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    pub escaped_slashes: Option<String>,
+    /// `max_request_bytes` of an `envoy.filters.http.buffer` right after bcsp-guard.
+    pub buffer_after: Option<u64>,
+}
+
+fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    v.as_mapping()?.get(Value::String(key.to_owned()))
+}
+
+fn get_path<'v>(v: &'v Value, keys: &[&str]) -> Option<&'v Value> {
+    keys.iter().try_fold(v, |v, k| get(v, k))
+}
+
+fn str_at<'v>(v: &'v Value, keys: &[&str]) -> Option<&'v str> {
+    get_path(v, keys).and_then(Value::as_str)
+}
+
+fn type_is(filter: &Value, suffix: &str) -> bool {
+    str_at(filter, &["typed_config", "@type"]).is_some_and(|t| t.ends_with(suffix))
+}
+
+/// A Wasm filter that runs bcsp-guard (by root id, VM id, name or module file name).
+fn is_bcsp_guard(filter: &Value) -> bool {
+    if !type_is(filter, "filters.http.wasm.v3.Wasm") {
+        return false;
+    }
+    let config = get_path(filter, &["typed_config", "config"]);
+    let named = |keys: &[&str]| {
+        config
+            .and_then(|c| str_at(c, keys))
+            .is_some_and(|s| s.contains("bcsp_guard") || s.contains("bcsp-guard"))
+    };
+    named(&["root_id"])
+        || named(&["name"])
+        || named(&["vm_config", "vm_id"])
+        || named(&["vm_config", "code", "local", "filename"])
+}
+
+fn bool_at(m: &Value, key: &str) -> bool {
+    get(m, key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
+    let Some(filters) = get(hcm, "http_filters").and_then(Value::as_sequence) else {
+        return;
+    };
+    for (i, filter) in filters.iter().enumerate() {
+        if !is_bcsp_guard(filter) {
+            continue;
+        }
+        let config = get_path(filter, &["typed_config", "config"])
+            .cloned()
+            .unwrap_or_default();
+        let configuration = str_at(&config, &["configuration", "value"])
+            .unwrap_or_default()
+            .to_owned();
+        let env = get_path(&config, &["vm_config", "environment_variables"]);
+        let key_values = env
+            .and_then(|e| get(e, "key_values"))
+            .and_then(Value::as_mapping)
+            .map(|m: &Mapping| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let host_env_keys = env
+            .and_then(|e| get(e, "host_env_keys"))
+            .and_then(Value::as_sequence)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let buffer_after = filters.get(i + 1).and_then(|next| {
+            let is_buffer = type_is(next, "filters.http.buffer.v3.Buffer")
+                || str_at(next, &["name"]) == Some("envoy.filters.http.buffer");
+            is_buffer.then(|| {
+                get_path(next, &["typed_config", "max_request_bytes"])
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                    .unwrap_or(0)
+            })
+        });
+        out.push(Found {
+            label: format!("{path}.http_filters[{i}]"),
+            configuration,
+            key_values,
+            host_env_keys,
+            hcm: Hcm {
+                use_remote_address: bool_at(hcm, "use_remote_address"),
+                normalize_path: bool_at(hcm, "normalize_path"),
+                merge_slashes: bool_at(hcm, "merge_slashes"),
+                escaped_slashes: get(hcm, "path_with_escaped_slashes_action")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                buffer_after,
+            },
+        });
+    }
+}
+
+fn walk(v: &Value, path: &str, out: &mut Vec<Found>) {
+    match v {
+        Value::Mapping(m) => {
+            if m.contains_key(Value::String("http_filters".into())) {
+                found_in_hcm(v, path, out);
+            }
+            for (k, child) in m {
+                let key = k.as_str().unwrap_or("?");
+                let p = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(child, &p, out);
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, child) in s.iter().enumerate() {
+                walk(child, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Tagged(t) => walk(&t.value, path, out),
+        _ => {}
+    }
+}
+
+/// Every bcsp-guard filter in an Envoy YAML document.
+pub fn find(text: &str) -> Result<Vec<Found>, String> {
+    let doc: Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not JSON and not valid YAML: {e}"))?;
+    let mut out = Vec::new();
+    walk(&doc, "", &mut out);
+    Ok(out)
+}
+
+/// A file holds a filter configuration (a JSON object) rather than an Envoy config. A JSON
+/// object with syntax errors counts as a filter configuration, so the filter's own message
+/// reports them; an Envoy bootstrap in JSON (`static_resources`) does not.
+pub fn is_filter_json(bytes: &[u8]) -> bool {
+    if bytes.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(o)) => !o.contains_key("static_resources"),
+        _ => true,
+    }
+}

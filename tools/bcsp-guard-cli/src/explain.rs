@@ -1,0 +1,360 @@
+//! `explain`: runs one request through the filter's own request path (the same code Envoy
+//! runs, over a recording host) and says what it would do and why. It never prints a header
+//! value the caller gave: only names, and the values the filter itself would set.
+
+use crate::args::{read_input, Args};
+use crate::check;
+use crate::envoy;
+use bcsp_guard::host::metrics::Stats;
+use bcsp_guard::host::reply::Reply;
+use bcsp_guard::host::request::{
+    on_request_body, on_request_headers, BodyState, Guard, Outcome, Ports, RequestHost, TokenPort,
+};
+use bcsp_guard::policy::client_ip::ClientIpRule;
+use bcsp_guard::policy::decide::{check_key, Decision, RequestView};
+use bcsp_guard::policy::routes::{clean_path, RouteMatch};
+use bcsp_guard::policy::time::{format_rfc3339, parse_rfc3339};
+use bcsp_guard::policy::Policy;
+use bcsp_guard::token::plan::Missing;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Mutex;
+
+/// The filter's log lines, captured as they would appear in Envoy's log.
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if let Ok(mut lines) = LINES.lock() {
+            lines.push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+fn captured() -> Vec<String> {
+    LINES.lock().map(|l| l.clone()).unwrap_or_default()
+}
+
+/// Envoy as the request path sees it, recording what the filter does.
+struct Recording {
+    headers: RefCell<Vec<(String, String)>>,
+    source: Option<String>,
+    now_ms: i64,
+    body: Vec<u8>,
+    replies: RefCell<Vec<Reply>>,
+    /// Header changes in order: `(name, Some(value))` set, `(name, None)` removed.
+    changes: RefCell<Vec<(String, Option<String>)>>,
+}
+
+impl RequestHost for Recording {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.headers.borrow().clone()
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match path {
+            ["source", "address"] => self.source.clone().map(String::into_bytes),
+            _ => None,
+        }
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let mut h = self.headers.borrow_mut();
+        let present = h.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            h.push((name.to_owned(), v.to_owned()));
+        }
+        if present || value.is_some() {
+            self.changes
+                .borrow_mut()
+                .push((name.to_owned(), value.map(str::to_owned)));
+        }
+    }
+    fn send_reply(&self, reply: &Reply) {
+        self.replies.borrow_mut().push(Reply {
+            status: reply.status,
+            headers: reply.headers.clone(),
+            body: reply.body.clone(),
+        });
+    }
+    fn increment(&self, _metric: Option<u32>) {}
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
+        Some(self.body.iter().take(len).copied().collect())
+    }
+}
+
+/// Offline there is no metadata server: a token is assumed to be available.
+struct AssumedToken;
+
+impl TokenPort for AssumedToken {
+    fn header_value(&self, audience: &str) -> Option<Rc<str>> {
+        Some(Rc::from(format!(
+            "Bearer <Google identity token for {audience}>"
+        )))
+    }
+    fn on_missing(&self, _audience: &str) -> Missing {
+        Missing::Reject { retry_after_s: 1 }
+    }
+}
+
+fn load_policy(
+    path: &str,
+    overrides: &[(String, String)],
+) -> Result<(Policy, Vec<String>), String> {
+    let bytes = read_input(path)?;
+    let mut notes = Vec::new();
+    let (json, key_values, host_env_keys) = if envoy::is_filter_json(&bytes) {
+        (bytes, Vec::new(), Vec::new())
+    } else {
+        let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))?;
+        let found = envoy::find(&text).map_err(|e| format!("{path}: {e}"))?;
+        let count = found.len();
+        let f = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{path}: no bcsp-guard filter found"))?;
+        if count > 1 {
+            notes.push(format!(
+                "note: {count} bcsp-guard filters in {path}; explaining the first ({})",
+                f.label
+            ));
+        }
+        (f.configuration.into_bytes(), f.key_values, f.host_env_keys)
+    };
+    let policy = check::compile(&json, overrides, &key_values, &host_env_keys, &mut notes)
+        .map_err(|e| format!("{path}: bcsp-guard: invalid configuration: {e}"))?;
+    Ok((policy, notes))
+}
+
+fn parse_header(h: &str) -> Result<(String, String), String> {
+    let (name, value) = h
+        .split_once(':')
+        .filter(|(n, _)| !n.trim().is_empty())
+        .ok_or_else(|| "--header expects 'name: value'".to_owned())?;
+    let name = name.trim().to_ascii_lowercase();
+    let token = name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
+    if !token || name.starts_with(':') {
+        return Err(format!("--header: `{name}` is not a header name"));
+    }
+    Ok((name, value.trim().to_owned()))
+}
+
+pub fn run(argv: &[String]) -> Result<u8, String> {
+    let args = Args::parse(
+        argv,
+        &[
+            "header",
+            "client-ip",
+            "method",
+            "path",
+            "at",
+            "body",
+            "body-file",
+            "env",
+        ],
+        &[],
+    )?;
+    let config_path = args.single_positional("a configuration file (JSON, or an Envoy YAML)")?;
+    let method = args.required("method")?.to_owned();
+    let path = args.required("path")?.to_owned();
+    if !path.starts_with('/') {
+        return Err(format!("--path must start with /, got `{path}`"));
+    }
+    let client: Option<IpAddr> = args
+        .one("client-ip")?
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("--client-ip: `{s}` is not an IP address"))
+        })
+        .transpose()?;
+    let now_ms = match args.one("at")? {
+        None => check::now_ms(),
+        Some(t) => parse_rfc3339(t).ok_or_else(|| {
+            format!("--at: `{t}` is not an RFC 3339 time such as 2026-10-01T00:00:00Z")
+        })?,
+    };
+    let body = match (args.one("body")?, args.one("body-file")?) {
+        (Some(_), Some(_)) => return Err("give --body or --body-file, not both".into()),
+        (Some(b), None) => b.as_bytes().to_vec(),
+        (None, Some(f)) => read_input(f)?,
+        (None, None) => Vec::new(),
+    };
+    let (policy, mut notes) = load_policy(config_path, &args.env_pairs()?)?;
+
+    let mut headers: Vec<(String, String)> = vec![
+        (":method".into(), method.clone()),
+        (":path".into(), path.clone()),
+        (":scheme".into(), "https".into()),
+    ];
+    for h in args.all("header") {
+        headers.push(parse_header(h)?);
+    }
+    let has = |hs: &[(String, String)], n: &str| hs.iter().any(|(k, _)| k == n);
+    if !has(&headers, ":authority") {
+        headers.push((":authority".into(), "bcsp.example".into()));
+    }
+    if !has(&headers, "x-request-id") {
+        headers.push(("x-request-id".into(), "explain".into()));
+    }
+    if !body.is_empty() && !has(&headers, "content-length") {
+        headers.push(("content-length".into(), body.len().to_string()));
+    }
+    let source = match (policy.client_ip, client) {
+        (ClientIpRule::Downstream, Some(ip)) => {
+            Some(std::net::SocketAddr::new(ip, 40000).to_string())
+        }
+        (ClientIpRule::ForwardedFor { trusted_hops }, Some(ip)) => {
+            if !has(&headers, "x-forwarded-for") {
+                // The client as the N-th entry from the right, as N trusted proxies would leave it.
+                let mut xff = vec![ip.to_string()];
+                xff.extend((1..trusted_hops).map(|i| format!("10.255.255.{i}")));
+                headers.push(("x-forwarded-for".into(), xff.join(", ")));
+                notes.push(format!(
+                    "note: client_ip is x-forwarded-for with trusted_hops {trusted_hops}: X-Forwarded-For built as the proxies would"
+                ));
+            }
+            None
+        }
+        (_, None) => None,
+    };
+    let given: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with(':'))
+        .map(|(n, _)| n.clone())
+        .collect();
+
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Info);
+    let host = Recording {
+        headers: RefCell::new(headers.clone()),
+        source,
+        now_ms,
+        body: body.clone(),
+        replies: RefCell::default(),
+        changes: RefCell::default(),
+    };
+    let guard = Guard {
+        stats: Stats::define(&policy, |_, _| None),
+        policy,
+    };
+    let ports = Ports {
+        tokens: Some(&AssumedToken),
+        lockout: None,
+    };
+    let step = on_request_headers(&host, &guard, ports, body.is_empty());
+    let mut state = step.body;
+    let outcome = match step.outcome {
+        Outcome::ReadBody | Outcome::Forward if state != BodyState::Closed => {
+            on_request_body(&host, &guard, ports, &mut state, body.len(), true)
+        }
+        other => other,
+    };
+
+    println!(
+        "request: {method} {path} from {}",
+        client.map_or_else(|| "an unknown address".to_owned(), |c| c.to_string())
+    );
+    println!(
+        "  headers given: {}",
+        if given.is_empty() {
+            "-".to_owned()
+        } else {
+            given.join(", ")
+        }
+    );
+    println!("  at: {}", format_rfc3339(now_ms));
+    for n in &notes {
+        println!("  {n}");
+    }
+    let why: Vec<String> = captured()
+        .into_iter()
+        .map(|l| l.trim_start_matches("bcsp-guard: ").to_owned())
+        .collect();
+    let replies = host.replies.borrow();
+    if let (Some(reply), true) = (replies.last(), outcome == Outcome::Replied) {
+        let code = serde_json::from_str::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!("verdict: refused with {} {code}", reply.status);
+        for (n, v) in &reply.headers {
+            if matches!(*n, "retry-after" | "allow" | "www-authenticate") {
+                println!("  {n}: {v}");
+            }
+        }
+        for w in &why {
+            println!("why: {w}");
+        }
+        return Ok(2);
+    }
+    println!("verdict: forwarded to the upstream");
+    explain_admission(&guard.policy, &headers, now_ms, &path, &method);
+    for w in &why {
+        println!("note: {w}");
+    }
+    println!("upstream request changes:");
+    for (name, value) in host.changes.borrow().iter() {
+        match value {
+            Some(v) => println!("  set     {name}: {v}"),
+            None => println!("  removed {name}"),
+        }
+    }
+    println!("  (lockout state lives in Envoy and is not known here)");
+    Ok(0)
+}
+
+/// Why an admitted request was admitted: the key (or webhook) and the route.
+fn explain_admission(
+    policy: &Policy,
+    headers: &[(String, String)],
+    now_ms: i64,
+    path: &str,
+    method: &str,
+) {
+    let clean = clean_path(path);
+    if let Some(hook) = clean.ok().and_then(|p| policy.webhook_for(p)) {
+        println!(
+            "why: webhook {}: the {} signature matches the body",
+            hook.path_prefix, hook.header
+        );
+        return;
+    }
+    let view = RequestView {
+        headers,
+        downstream: None,
+        now_ms,
+    };
+    if let Decision::Admit(key) = check_key(policy, &view, None) {
+        let header = policy
+            .keys
+            .headers
+            .get(key.header)
+            .map_or("?", String::as_str);
+        let until = key
+            .window
+            .not_after_ms
+            .map_or_else(|| "no end".to_owned(), format_rfc3339);
+        println!(
+            "why: key {} matched (header {header}), valid until {until}",
+            key.id
+        );
+    }
+    if let (Some(routes), Ok(p)) = (&policy.routes, clean) {
+        if let RouteMatch::Allowed(r) = routes.find(method, p) {
+            println!("why: route {r}");
+        }
+    }
+}
