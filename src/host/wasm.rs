@@ -51,7 +51,7 @@ impl RequestHost for Host {
         hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+        abi::get_property(path)
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
@@ -81,10 +81,10 @@ impl RequestHost for Host {
 
 impl SharedHost for Host {
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
+        abi::get_shared_data(key)
     }
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+        abi::set_shared_data(key, value, cas)
     }
     fn dispatch_fetch(
         &self,
