@@ -667,4 +667,6 @@ impl<'a> Refusal<'a> {
 }
 
 #[cfg(test)]
+mod se_tests;
+#[cfg(test)]
 mod tests;
