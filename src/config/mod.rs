@@ -177,7 +177,8 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
     )?;
     let lockout = raw.lockout.as_ref().map(compile_lockout).transpose()?;
     let www_authenticate = challenge(&keys);
-    Ok(Policy {
+    let mut policy = Policy {
+        strip_headers: Vec::new(),
         keys,
         client_ip,
         allow,
@@ -190,7 +191,9 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         webhooks,
         lockout,
         warnings,
-    })
+    };
+    policy.strip_headers = policy.identity_headers();
+    Ok(policy)
 }
 
 fn compile_ip_ranges(raw: &RawIpRanges) -> Result<(Vec<Cidr>, String), ConfigError> {

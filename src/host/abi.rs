@@ -25,6 +25,11 @@ extern "C" {
         value_len: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        value_ptr: *mut *mut u8,
+        value_len: *mut usize,
+    ) -> u32;
     fn proxy_get_property(
         path_ptr: *const u8,
         path_len: usize,
@@ -111,5 +116,25 @@ pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
         value
     } else {
         None
+    }
+}
+
+/// proxy-wasm map types this filter reads.
+pub const REQUEST_HEADERS: u32 = 0;
+pub const CALL_RESPONSE_HEADERS: u32 = 6;
+
+/// A header map as `(name, value)` pairs. Bytes that are not UTF-8 become U+FFFD instead of
+/// the SDK's panic: Envoy forwards such bytes (RFC 9110 allows them), and one request must not
+/// be able to trap the VM. A mangled value can only fail the checks it meets.
+pub fn get_header_map(map_type: u32) -> Vec<(String, String)> {
+    let mut ptr = std::ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: out-pointers are live locals.
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut ptr, &mut len) };
+    // SAFETY: the host hands back memory from our allocator (or null).
+    let bytes = unsafe { take_host_buffer(ptr, len) };
+    match bytes {
+        Some(b) if status == OK => super::header_map::decode(&b),
+        _ => Vec::new(),
     }
 }

@@ -1,6 +1,7 @@
 //! Host glue: the request path and token cache written against small traits, and the
 //! proxy-wasm contexts that implement those traits with real host calls.
 
+pub mod header_map;
 pub mod lockout;
 pub mod metrics;
 pub mod once;

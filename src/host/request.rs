@@ -128,8 +128,6 @@ enum Admitted<'p> {
     WebhookUnverified,
 }
 
-const SERVERLESS_AUTH: &str = "x-serverless-authorization";
-
 /// Per request, once its headers are in. `end_of_stream`: the request has no body.
 pub fn on_request_headers<H: RequestHost>(
     host: &H,
@@ -469,17 +467,10 @@ fn too_large<H: RequestHost>(
 }
 
 /// Removes every credential header, any key id the caller sent, and — with `upstream_token` —
-/// any identity the caller chose for the upstream.
+/// any identity the caller chose for the upstream, in both `-` and `_` spellings.
 fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy) {
-    for name in &policy.keys.headers {
+    for name in &policy.strip_headers {
         host.set_request_header(name, None);
-    }
-    if let Some(id_header) = &policy.key_id_header {
-        host.set_request_header(id_header, None);
-    }
-    if let Some(upstream) = &policy.upstream_token {
-        host.set_request_header(SERVERLESS_AUTH, None);
-        host.set_request_header(&upstream.header, None);
     }
 }
 

@@ -48,7 +48,7 @@ fn now_ms() -> u64 {
 
 impl RequestHost for Host {
     fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        abi::get_header_map(abi::REQUEST_HEADERS)
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         abi::get_property(path)
@@ -225,10 +225,10 @@ impl Context for Root {
         let Some(worker) = self.tokens.clone() else {
             return;
         };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
+        let status = abi::get_header_map(abi::CALL_RESPONSE_HEADERS)
+            .into_iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, v)| v.parse::<u32>().ok());
         let body = hostcalls::get_buffer(
             BufferType::HttpCallResponseBody,
             0,

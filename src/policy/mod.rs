@@ -22,6 +22,10 @@ use webhook::{SecretSource, Webhook};
 /// error handling for config.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// Every header a caller must not choose, removed from each admitted request: credential
+    /// headers, the key id header and (with `upstream_token`) the identity headers, plus their
+    /// `_` spellings, which many app servers treat as the same header. Built once.
+    pub strip_headers: Vec<String>,
     pub keys: KeySet,
     pub client_ip: ClientIpRule,
     /// `None`: no IP restriction.
@@ -43,6 +47,29 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// See [`Policy::strip_headers`].
+    pub fn identity_headers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.keys.headers.clone();
+        names.extend(self.key_id_header.iter().cloned());
+        if let Some(t) = &self.upstream_token {
+            names.push(upstream::SERVERLESS_AUTHORIZATION.to_owned());
+            names.push(t.header.clone());
+        }
+        let underscored: Vec<String> = names
+            .iter()
+            .filter(|n| n.contains('-'))
+            .map(|n| n.replace('-', "_"))
+            .collect();
+        names.extend(underscored);
+        let mut out: Vec<String> = Vec::with_capacity(names.len());
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+
     /// Whether a decision needs Envoy's `source.address`.
     pub fn needs_downstream(&self) -> bool {
         (self.allow.is_some() || self.lockout.is_some())

@@ -3,6 +3,9 @@
 
 use crate::token::schedule::Timing;
 
+/// Cloud Run checks this header instead of `authorization` when it is present.
+pub const SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamToken {
     /// Envoy cluster that reaches the metadata server.
