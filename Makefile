@@ -109,3 +109,22 @@ bench: $(ENVOY) wasm
 	cargo build --release -p metadata-emulator
 	cargo bench --bench policy --no-run
 	$(PYTHON) bench/run.py
+
+# Soak (issue 6, docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,
+# scheduled metadata faults and key rotations by listener reload; asserts and prints a summary.
+# Bounded: SOAK_MINUTES (default 5). Output (summary.json, upstream.jsonl, logs) in target/soak/<N>min/.
+SOAK_MINUTES ?= 5
+.PHONY: soak
+soak: toolchain $(ENVOY)
+	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --release -p metadata-emulator -p sample-bcsp
+	$(PYTHON) soak/soak.py --minutes $(SOAK_MINUTES) --envoy $(abspath $(ENVOY)) \
+	  --wasm $(abspath $(WASM)) --emulator $(abspath target/release/metadata-emulator) --out target/soak/$(SOAK_MINUTES)min
+
+# Fuzzing (issue 6): every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (default 60), one
+# after another on one core; installs a nightly toolchain and cargo-fuzz when missing.
+# Prints executions, corpus size and findings per target (docs/FUZZING.md).
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
