@@ -81,7 +81,7 @@ pub fn compile_with_env(json: &[u8], env: EnvLookup<'_>) -> Result<Policy, Confi
         return Err(ConfigError::at("", "must be a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(json);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." || path == "?" {
             String::new()
@@ -90,6 +90,14 @@ pub fn compile_with_env(json: &[u8], env: EnvLookup<'_>) -> Result<Policy, Confi
         };
         // serde_json appends "at line L column C"; keep it, it helps find the spot.
         ConfigError::at(path, e.into_inner().to_string())
+    })?;
+    // A second object after the first would otherwise be ignored silently, e.g. an
+    // `allow_cidrs` the operator believes is in force.
+    de.end().map_err(|e| {
+        ConfigError::at(
+            "",
+            format!("unexpected content after the configuration object: {e}"),
+        )
     })?;
     compile_raw(raw, env)
 }

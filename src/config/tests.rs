@@ -98,6 +98,10 @@ fn every_config_error_names_its_field() {
         ("\"keys\"".into(), "configuration: must be a JSON object"),
         ("{".into(), "configuration: EOF"),
         ("{}".into(), "configuration: missing field `keys`"),
+        (
+            format!(r#"{{"keys":[{{"id":"k","sha256":"{H}"}}]}}{{"allow_cidrs":["10.0.0.0/8"]}}"#),
+            "configuration: unexpected content after the configuration object",
+        ),
         (r#"{"keys":[]}"#.into(), "keys: must hold 1 to 64"),
         (too_many, "keys: must hold 1 to 64 keys, got 65"),
         (
