@@ -1,0 +1,1000 @@
+#!/usr/bin/env python3
+"""`make bench`: bcsp-guard against no filter, the native Envoy chain and the Wasm floor.
+
+Runs real Envoy (one worker, pinned to CPU 0) in four setups, interleaved A B C D A B C D ...,
+with wrk, the upstream and the metadata emulator pinned to CPU 1; then Envoy memory per worker,
+metadata fetches per token refresh with 4 workers, the policy core under criterion and the
+.wasm size. Writes bench/RESULTS.md (keeping its human notes block) and target/bench/results.json.
+
+Expects the binaries `make bench` builds; knobs (environment):
+  BENCH_ROUNDS (6)  BENCH_SECONDS (4, per load point)  BENCH_WARMUP (2)
+  BENCH_LOW_C (4)  BENCH_HIGH_C (64)
+  BENCH_TOKEN_SECONDS (45)  BENCH_TOKEN_LIFETIME (20)  BENCH_TOKEN_MARGIN (10)  BENCH_TOKEN_SKEW (5)
+  BENCH_NATIVE_TOKEN_LIFETIME (70)
+  BENCH_EXTRA_WASM=path[:label]  adds setup 5: the same bcsp-guard config with another .wasm
+                                 (for before/after comparisons in the same interleaved run)
+  BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
+                 by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
+  BENCH_QUIET_BUDGET (120): seconds the whole run may spend waiting for a quiet machine
+  BENCH_SKIP=tokens,memory,criterion  skip parts (smoke runs)
+  BENCH_PROBE=1  also measure single proxy-wasm host calls on V8 (bench/probe-filter, ~1 min)
+  BENCH_RESULTS (bench/RESULTS.md)
+"""
+
+import datetime
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+OUT = os.path.join(ROOT, "target", "bench")
+LOGS = os.path.join(OUT, "logs")
+
+ENVOY = os.environ.get("BENCH_ENVOY", os.path.join(ROOT, ".venv/envoy-1.40.0/envoy/_bin/envoy"))
+BCSP_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/bcsp_guard.wasm")
+FLOOR_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_floor_filter.wasm")
+PROBE_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_probe_filter.wasm")
+UPSTREAM_BIN = os.path.join(OUT, "release/bench-upstream")
+EMULATOR_BIN = os.path.join(ROOT, "target/release/metadata-emulator")
+POLICY_FILE = os.path.join(BENCH, "configs/bcsp-guard-policy.json")
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+LOW_C = int(os.environ.get("BENCH_LOW_C", "4"))
+HIGH_C = int(os.environ.get("BENCH_HIGH_C", "64"))
+TOKEN_SECONDS = int(os.environ.get("BENCH_TOKEN_SECONDS", "45"))
+# Both setups refresh every 10 s: bcsp-guard with a 20 s token and a 10 s margin; gcp_authn
+# treats a token as expired 60 s before its `exp` (with a lifetime under 60 s it never caches
+# and fetches on every request), so its emulator mints 70 s tokens.
+TOKEN_LIFETIME = int(os.environ.get("BENCH_TOKEN_LIFETIME", "20"))
+TOKEN_MARGIN = int(os.environ.get("BENCH_TOKEN_MARGIN", "10"))
+TOKEN_SKEW = int(os.environ.get("BENCH_TOKEN_SKEW", "5"))
+NATIVE_TOKEN_LIFETIME = int(os.environ.get("BENCH_NATIVE_TOKEN_LIFETIME", "70"))
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH, "RESULTS.md"))
+EXTRA = os.environ.get("BENCH_EXTRA_WASM", "")
+# A run is repeated (up to RETRIES times) when other processes took more than FOREIGN_MAX % of
+# Envoy's CPU during it, or Envoy got less than 90 % of its CPU at saturation.
+# At most RETRY_BUDGET repeats in all, so a busy machine cannot stretch the run unboundedly.
+RETRIES = int(os.environ.get("BENCH_RETRIES", "3"))
+RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
+FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
+PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
+PROBE_N = 100
+PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
+             "time", "metric", "property", "sha256", "alloc14"]
+
+ENVOY_CPU = "0"  # Envoy alone on CPU 0
+LOAD_CPU = "1"  # wrk, upstream, metadata emulator on CPU 1
+
+# The secret of key genesys-2026q4 (bench-only; its SHA-256 is in the policy file).
+SECRET = "E4aOTJqw/r/R+dMx+MD90UT7P9cHXu03KQpeMXOKYLc="
+KEY_ID = "genesys-2026q4"
+PATH = "/bots/bench-bot"
+# What a Genesys call carries (wrk adds host): 11 headers from the client; Envoy adds
+# x-forwarded-proto, x-request-id, x-envoy-external-address and appends to x-forwarded-for.
+CLIENT_HEADERS = [
+    ("user-agent", "Genesys-Cloud-Bot-Connector/2.0"),
+    ("accept", "application/json"),
+    ("accept-encoding", "gzip, deflate"),
+    ("content-type", "application/json"),
+    ("x-bcsp-key", SECRET),
+    ("x-forwarded-for", "34.200.73.250"),
+    ("x-genesys-conversation-id", "0f9a1c2e-5b7d-4e21-9c3a-8d6f0b1e2a47"),
+    ("x-genesys-bot-session-id", "a83c1d52-7e4f-4b9a-b0c6-2f5e8d9a1b34"),
+    ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ("cache-control", "no-cache"),
+]
+
+SETUPS = {
+    "1": {"name": "no filter", "config": "envoy-1-nofilter.yaml"},
+    "2": {"name": "native chain (RBAC + gcp_authn + header removal)", "config": "envoy-2-native.yaml"},
+    "3": {"name": "Wasm floor (read one header)", "config": "envoy-3-floor.yaml"},
+    "4": {"name": "bcsp-guard (full policy)", "config": "envoy-4-bcsp-guard.yaml"},
+    "P": {"name": "host-call probe", "config": "envoy-probe.yaml"},
+}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: only the ones started here are ever stopped, by their own handle.
+
+class Proc:
+    def __init__(self, name, argv, cpu, logfile):
+        self.name = name
+        self.log = open(logfile, "w")
+        self.p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=self.log,
+                                  stderr=subprocess.STDOUT, cwd=ROOT)
+        self.pid = self.p.pid  # taskset execs the program: same pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+
+
+STARTED = []
+
+
+def start(name, argv, cpu, logfile):
+    p = Proc(name, argv, cpu, logfile)
+    STARTED.append(p)
+    return p
+
+
+def stop(p):
+    p.stop()
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def stop_all():
+    for p in list(STARTED):
+        stop(p)
+
+
+def wait_http(port, path, ok=lambda status, body: status == 200, timeout=20.0, what=""):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            status, _, body = get(port, path, {})
+            if ok(status, body):
+                return
+            last = status
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {what or path} on port {port} not ready after {timeout}s ({last})")
+
+
+def get(port, path, headers, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), body
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Envoy configs
+
+def render(template, values):
+    text = open(os.path.join(BENCH, "configs", template)).read()
+
+    def sub(m):
+        if m.group(1) not in values:
+            raise SystemExit(f"bench: {template}: no value for ${{{m.group(1)}}}")
+        return str(values[m.group(1)])
+
+    out = []
+    for line in text.splitlines(keepends=True):
+        out.append(line if line.lstrip().startswith("#") else
+                   re.sub(r"\$\{([A-Z0-9_]+)\}", sub, line))
+    return "".join(out)
+
+
+def policy_json(client_cidr, token_timing=None):
+    policy = json.load(open(POLICY_FILE))
+    cidrs = policy["allow_cidrs"]
+    assert cidrs[-1] == "127.0.0.0/8" and len(cidrs) == 20, "policy file: 20 CIDRs, loopback last"
+    cidrs[-1] = client_cidr
+    if token_timing:
+        policy["upstream_token"].update(token_timing)
+    return policy
+
+
+class Envoy:
+    """One Envoy process for one setup."""
+
+    def __init__(self, setup, concurrency, ports, tag, policy=None, wasm=None, probe="none:0"):
+        self.setup = setup
+        self.admin = free_port()
+        self.port = free_port()
+        values = {
+            "ADMIN_PORT": self.admin,
+            "LISTEN_PORT": self.port,
+            "UPSTREAM_PORT": ports["upstream"],
+            "METADATA_PORT": ports["metadata"],
+            "FLOOR_WASM": FLOOR_WASM,
+            "PROBE_WASM": PROBE_WASM,
+            "PROBE": probe,
+            "BCSP_GUARD_WASM": wasm or BCSP_WASM,
+            "BCSP_GUARD_POLICY": json.dumps(json.dumps(policy)) if policy else '""',
+        }
+        cfg = os.path.join(OUT, f"envoy-{tag}.yaml")
+        with open(cfg, "w") as f:
+            f.write(render(SETUPS[setup]["config"], values))
+        self.proc = start(f"envoy-{tag}", [
+            ENVOY, "-c", cfg, "--concurrency", str(concurrency), "--disable-hot-restart",
+            "-l", "warning", "--log-path", os.path.join(LOGS, f"envoy-{tag}.log"),
+        ], ENVOY_CPU, os.path.join(LOGS, f"envoy-{tag}.out"))
+        try:
+            wait_http(self.admin, "/ready", what=f"envoy {tag} admin")
+        except SystemExit:
+            self.proc.stop()
+            print(open(os.path.join(LOGS, f"envoy-{tag}.log")).read()[-3000:], file=sys.stderr)
+            raise
+
+    def cpu_seconds(self):
+        return proc_cpu_seconds(self.proc.pid)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        stop(self.proc)
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy(cpu):
+    """(busy, total) jiffies of one CPU."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]
+                return sum(v) - idle, sum(v)
+    return 0, 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+def wrk(port, conns, seconds, headers=CLIENT_HEADERS, path=PATH):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+            "--timeout", "5s"]
+    for n, v in headers:
+        argv += ["-H", f"{n}: {v}"]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    return parse_wrk(out)
+
+
+UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+
+
+def parse_wrk(out):
+    r = {"raw": out}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise SystemExit(f"bench: cannot parse wrk output:\n{out}")
+    r["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", out)
+    r["requests"] = int(m.group(1)) if m else 0
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        r[f"p{pct}_us"] = float(m.group(1)) * UNITS[m.group(2)] if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+def children_cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measured_wrk(envoy, conns, seconds):
+    """wrk plus Envoy's CPU time and CPU 1's load over the same interval."""
+    load_pids = [p.pid for p in STARTED if not p.name.startswith("envoy")]
+    other_envoys = [p.pid for p in STARTED if p.name.startswith("envoy") and p is not envoy.proc]
+    l0 = sum(proc_cpu_seconds(pid) for pid in load_pids) + children_cpu_seconds()
+    o0 = sum(proc_cpu_seconds(pid) for pid in other_envoys)
+    c0 = envoy.cpu_seconds()
+    b0, t0 = cpu_busy(LOAD_CPU)
+    e0, et0 = cpu_busy(ENVOY_CPU)
+    w0 = time.time()
+    r = wrk(envoy.port, conns, seconds)
+    wall = time.time() - w0
+    c1 = envoy.cpu_seconds()
+    b1, t1 = cpu_busy(LOAD_CPU)
+    e1, et1 = cpu_busy(ENVOY_CPU)
+    r["envoy_cpu_pct"] = 100.0 * (c1 - c0) / wall
+    r["envoy_cpu_us_per_req"] = 1e6 * (c1 - c0) / r["requests"] if r["requests"] else None
+    r["load_cpu_busy_pct"] = 100.0 * (b1 - b0) / max(1, t1 - t0)
+    # CPU 0 time not spent in Envoy: other processes on the machine (and some kernel network
+    # work). High values mean the run was disturbed.
+    cpu0_pct = 100.0 * (e1 - e0) / max(1, et1 - et0)
+    idle_envoys_pct = 100.0 * (sum(proc_cpu_seconds(pid) for pid in other_envoys) - o0) / wall
+    r["foreign_cpu0_pct"] = max(0.0, cpu0_pct - r["envoy_cpu_pct"] - idle_envoys_pct)
+    l1 = sum(proc_cpu_seconds(pid) for pid in load_pids) + children_cpu_seconds()
+    r["foreign_cpu1_pct"] = max(0.0, r["load_cpu_busy_pct"] - 100.0 * (l1 - l0) / wall)
+    del r["raw"]
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: each setup really does what it claims (before any number is taken from it)
+
+def echo_lines(body):
+    return [line.strip().lower() for line in body.splitlines()]
+
+
+def check_setup(setup, port):
+    hdrs = dict(CLIENT_HEADERS)
+    status, _, body = get(port, "/_echo", hdrs)
+    lines = echo_lines(body)
+    has = lambda prefix: any(line.startswith(prefix) for line in lines)  # noqa: E731
+    problems = []
+    if status != 200:
+        problems.append(f"valid request answered {status}: {body[:200]}")
+    if setup in ("1", "3") and not has("x-bcsp-key:"):
+        problems.append("credential header missing upstream")
+    if setup in ("2", "4", "5"):
+        if has("x-bcsp-key:"):
+            problems.append("credential header reached the upstream")
+        if not has("authorization: bearer ey"):
+            problems.append("no identity token upstream")
+        deny = 403 if setup == "2" else 401
+        for name, h in (("no key", {k: v for k, v in hdrs.items() if k != "x-bcsp-key"}),
+                        ("wrong key", {**hdrs, "x-bcsp-key": "wrong"})):
+            s, _, b = get(port, "/_echo", h)
+            if s != deny:
+                problems.append(f"{name}: expected {deny}, got {s}")
+    if setup in ("4", "5") and not has(f"x-bcsp-key-id: {KEY_ID}"):
+        problems.append("x-bcsp-key-id not set")
+    if problems:
+        raise SystemExit(f"bench: setup {setup} misbehaves: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": sh("nproc"),
+        "cpu_model": model,
+        "kernel": sh("uname -r"),
+        "envoy": sh(f"{ENVOY} --version").split("version:")[-1].strip(),
+        "wrk": sh("wrk -v 2>&1 | head -1"),
+        "rustc": sh("rustc --version"),
+        "wasm_opt": sh("wasm-opt --version 2>/dev/null"),
+        "mem": sh("free -g | awk '/Mem:/{print $2\" GiB\"}'"),
+    }
+
+
+def probe_client_address(ports):
+    """The address Envoy appends to X-Forwarded-For for wrk's connections from 127.0.0.1 (with
+    use_remote_address true, Envoy appends its own local address for a 127.0.0.1 peer)."""
+    e = Envoy("1", 1, ports, "probe")
+    try:
+        _, _, body = get(e.port, "/_echo", {"x-forwarded-for": "34.200.73.250"})
+    finally:
+        e.stop()
+    for line in body.splitlines():
+        if line.lower().startswith("x-forwarded-for:"):
+            last = line.split(":", 1)[1].split(",")[-1].strip()
+            ip = ipaddress.ip_address(last)
+            if ip in ipaddress.ip_network("127.0.0.0/8"):
+                return last, "127.0.0.0/8"
+            return last, f"{ip}/{ip.max_prefixlen}"
+    raise SystemExit(f"bench: probe saw no x-forwarded-for upstream:\n{body}")
+
+
+def upstream_capacity(ports):
+    """wrk straight at the upstream, both on CPU 1 as during the runs."""
+    r = wrk(ports["upstream"], HIGH_C, 4, headers=CLIENT_HEADERS)
+    return {"rps": r["rps"], "p99_us": r["p99_us"]}
+
+
+QUIET_BUDGET = [float(os.environ.get("BENCH_QUIET_BUDGET", "120"))]
+
+
+def wait_quiet(max_wait=20.0):
+    """Before a run: wait (briefly, within a budget for the whole benchmark) until neither CPU
+    is busy with other processes, so a run does not start in the middle of someone's build."""
+    waited = 0.0
+    while True:
+        a0, t0 = cpu_busy(ENVOY_CPU)
+        b0, u0 = cpu_busy(LOAD_CPU)
+        time.sleep(0.5)
+        a1, t1 = cpu_busy(ENVOY_CPU)
+        b1, u1 = cpu_busy(LOAD_CPU)
+        busy = max(100.0 * (a1 - a0) / max(1, t1 - t0), 100.0 * (b1 - b0) / max(1, u1 - u0))
+        waited += 0.5
+        if busy < 10 or waited >= max_wait or QUIET_BUDGET[0] <= 0:
+            return
+        QUIET_BUDGET[0] -= 0.5
+
+
+def clean_low(r):
+    """Moderate load measures latency end to end: neither CPU may be busy with other work."""
+    return r["foreign_cpu0_pct"] <= FOREIGN_MAX and r["foreign_cpu1_pct"] <= FOREIGN_MAX
+
+
+def clean_high(r):
+    """Saturation measures Envoy's capacity: Envoy must have had its CPU to itself, and used it."""
+    return r["envoy_cpu_pct"] >= 90 and r["foreign_cpu0_pct"] <= FOREIGN_MAX
+
+
+def disturbed(low, high):
+    return not (clean_low(low) and clean_high(high))
+
+
+def throughput(setups, ports, policy, extra_wasm):
+    """All setups' Envoys run side by side (idle ones cost nothing measurable); the load moves
+    from one to the next: A B C D A B C D ... Short slices and many rounds, so a burst of
+    someone else's work spoils a slice, not a setup; a spoiled slice is measured again."""
+    runs = {s: [] for s in setups}
+    order = []
+    budget = RETRY_BUDGET
+    envoys = {}
+    try:
+        for s in setups:
+            envoys[s] = Envoy(s, 1, ports, s, policy=policy if s in ("4", "5") else None,
+                              wasm=extra_wasm if s == "5" else None)
+            check_setup(s, envoys[s].port)
+        for s in setups:
+            wrk(envoys[s].port, 8, WARMUP)
+        for rnd in range(1, ROUNDS + 1):
+            for s in setups:
+                e = envoys[s]
+                for attempt in range(1, RETRIES + 2):
+                    wait_quiet(max_wait=5.0)
+                    low = measured_wrk(e, LOW_C, SECONDS)
+                    high = measured_wrk(e, HIGH_C, SECONDS)
+                    if not disturbed(low, high) or attempt > RETRIES or budget <= 0:
+                        break
+                    budget -= 1
+                    log(f"round {rnd} setup {s}: disturbed (envoy {high['envoy_cpu_pct']:.0f}% "
+                        f"cpu, foreign cpu{ENVOY_CPU} {low['foreign_cpu0_pct']:.0f}%/"
+                        f"{high['foreign_cpu0_pct']:.0f}%, cpu{LOAD_CPU} "
+                        f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%), again")
+                for r in (low, high):
+                    if r["non2xx"] or r["socket_errors"]:
+                        raise SystemExit(f"bench: setup {s} round {rnd}: {r['non2xx']} non-2xx, "
+                                         f"{r['socket_errors']} socket errors")
+                runs[s].append({"round": rnd, "low": low, "high": high, "attempts": attempt,
+                                "disturbed": disturbed(low, high)})
+                order.append(f"{s}-r{rnd}")
+                log(f"round {rnd} setup {s}: c={LOW_C} {low['rps']:.0f} rps p99 "
+                    f"{low['p99_us']:.0f}us; c={HIGH_C} {high['rps']:.0f} rps (envoy "
+                    f"{high['envoy_cpu_pct']:.0f}% cpu, {high['envoy_cpu_us_per_req']:.1f} us/req; "
+                    f"foreign cpu{ENVOY_CPU} {low['foreign_cpu0_pct']:.0f}%/"
+                    f"{high['foreign_cpu0_pct']:.0f}%, cpu{LOAD_CPU} "
+                    f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%)")
+    finally:
+        for e in envoys.values():
+            e.stop()
+    return runs, order
+
+
+def memory(setups, ports, policy, extra_wasm):
+    out = {}
+    for s in setups:
+        rss = {}
+        for conc in (1, 4):
+            e = Envoy(s, conc, ports, f"{s}-mem{conc}", policy=policy if s in ("4", "5") else None,
+                      wasm=extra_wasm if s == "5" else None)
+            try:
+                check_setup(s, e.port)
+                wrk(e.port, 32, 2)  # every worker serves traffic
+                time.sleep(0.5)
+                rss[conc] = e.rss_kib()
+            finally:
+                e.stop()
+        out[s] = {"rss1_kib": rss[1], "rss4_kib": rss[4],
+                  "per_worker_kib": (rss[4] - rss[1]) / 3.0}
+        log(f"memory setup {s}: rss c1 {rss[1]} KiB, c4 {rss[4]} KiB, "
+            f"per worker {(rss[4] - rss[1]) / 3.0:.0f} KiB")
+    return out
+
+
+def token_fetches(ports_base, client_cidr):
+    """4 workers, short token lifetime, steady load: metadata fetches per refresh window."""
+    out = {}
+    for s in ("2", "4"):
+        mport = free_port()
+        emu = start("emulator-tokens", [EMULATOR_BIN, "--listen", f"127.0.0.1:{mport}",
+                                        "--lifetime",
+                                        str(NATIVE_TOKEN_LIFETIME if s == "2" else TOKEN_LIFETIME)],
+                    LOAD_CPU, os.path.join(LOGS, f"emulator-tokens-{s}.log"))
+        fetch_times = []
+        stop_poll = threading.Event()
+        try:
+            wait_http(mport, "/healthz", what="metadata emulator")
+            t_start = time.time()
+
+            def poll():
+                last = 0
+                while not stop_poll.is_set():
+                    try:
+                        _, _, body = get(mport, "/_emulator/stats", {}, timeout=2)
+                        total = json.loads(body)["total"]
+                        if total > last:
+                            fetch_times.extend([time.time() - t_start] * (total - last))
+                            last = total
+                    except (OSError, ValueError, KeyError):
+                        pass
+                    time.sleep(0.05)
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            ports = dict(ports_base, metadata=mport)
+            policy = policy_json(client_cidr, {"refresh_margin_s": TOKEN_MARGIN,
+                                               "expiry_skew_s": TOKEN_SKEW})
+            e = Envoy(s, 4, ports, f"{s}-tokens", policy=policy if s == "4" else None)
+            try:
+                check_setup(s, e.port)
+                r = wrk(e.port, 32, TOKEN_SECONDS)
+            finally:
+                e.stop()
+            time.sleep(0.3)
+        finally:
+            stop_poll.set()
+            stop(emu)
+        windows = []
+        for t in fetch_times:
+            if windows and t - windows[-1][-1] < 3.0:
+                windows[-1].append(t)
+            else:
+                windows.append([t])
+        counts = [len(w) for w in windows]
+        refresh = counts[1:]
+        out[s] = {
+            "total": len(fetch_times),
+            "windows": counts,
+            "window_starts_s": [round(w[0], 1) for w in windows],
+            "cold_start": counts[0] if counts else 0,
+            "per_refresh_mean": statistics.mean(refresh) if refresh else None,
+            "per_refresh_max": max(refresh) if refresh else None,
+            "rps": r["rps"], "non2xx": r["non2xx"], "socket_errors": r["socket_errors"],
+        }
+        log(f"tokens setup {s}: fetch windows {counts} at {out[s]['window_starts_s']} s")
+    return out
+
+
+def probe(ports):
+    """Cost of one proxy-wasm operation on V8: (Envoy CPU µs/request with the op repeated N
+    times − without) / N, at saturation, interleaved over 2 rounds."""
+    per = {op: [] for op in PROBE_OPS}
+    for rnd in range(2):
+        for op in PROBE_OPS:
+            e = Envoy("P", 1, ports, f"probe-{op}-r{rnd}", probe=f"{op}:{0 if op == 'none' else PROBE_N}")
+            try:
+                check_setup("3", e.port)
+                wrk(e.port, 8, 1)
+                r = measured_wrk(e, HIGH_C, 4)
+            finally:
+                e.stop()
+            per[op].append(r["envoy_cpu_us_per_req"])
+    base = med(per["none"])
+    out = {op: {"us_per_req": med(v), "per_op_us": (med(v) - base) / PROBE_N if op != "none" else 0.0}
+           for op, v in per.items()}
+    log("probe: " + ", ".join(f"{op} {v['per_op_us']:.2f} us" for op, v in out.items()))
+    return out
+
+
+def criterion():
+    argv = ["taskset", "-c", ENVOY_CPU, "cargo", "bench", "--bench", "policy", "--",
+            "--warm-up-time", "1", "--measurement-time", "2"]
+    with open(os.path.join(LOGS, "criterion.log"), "w") as f:
+        subprocess.run(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+    out = {}
+    base = os.path.join(ROOT, "target", "criterion")
+    for group in ("decide", "parts"):
+        gdir = os.path.join(base, group)
+        for name in sorted(os.listdir(gdir)):
+            est = os.path.join(gdir, name, "new", "estimates.json")
+            if os.path.exists(est):
+                d = json.load(open(est))
+                out[f"{group}/{name}"] = {"median_ns": d["median"]["point_estimate"],
+                                          "mean_ns": d["mean"]["point_estimate"]}
+    return out
+
+
+def sizes(extra_wasm):
+    out = {"bcsp_guard": os.path.getsize(BCSP_WASM), "floor": os.path.getsize(FLOOR_WASM)}
+    if shutil.which("wasm-opt"):
+        for k, path in (("bcsp_guard", BCSP_WASM), ("floor", FLOOR_WASM)):
+            dst = os.path.join(OUT, os.path.basename(path).replace(".wasm", ".Oz.wasm"))
+            subprocess.run(["wasm-opt", "-Oz", "--enable-bulk-memory", "--enable-sign-ext",
+                            "--enable-mutable-globals", "--enable-nontrapping-float-to-int",
+                            path, "-o", dst], check=True, capture_output=True)
+            out[f"{k}_oz"] = os.path.getsize(dst)
+    if extra_wasm:
+        out["extra"] = os.path.getsize(extra_wasm)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(runs):
+    """Per load point, medians over the clean runs of each setup (over all when none was)."""
+    s = {}
+    for setup, rs in runs.items():
+        s[setup] = {}
+        for point, ok in (("low", clean_low), ("high", clean_high)):
+            clean = [r for r in rs if ok(r[point])]
+            s[setup][f"clean_{point}"] = len(clean)
+            s[setup][point] = {k: med([r[point][k] for r in (clean or rs)]) for k in
+                               ("rps", "p50_us", "p99_us", "envoy_cpu_pct",
+                                "envoy_cpu_us_per_req", "load_cpu_busy_pct", "foreign_cpu1_pct")}
+    return s
+
+
+def fmt(x, nd=0, unit=""):
+    if x is None:
+        return "—"
+    return f"{x:,.{nd}f}{unit}"
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def human_notes(path):
+    begin, end = "<!-- BEGIN HUMAN NOTES -->", "<!-- END HUMAN NOTES -->"
+    if os.path.exists(path):
+        text = open(path).read()
+        if begin in text and end in text:
+            return text[text.index(begin):text.index(end) + len(end)]
+    return f"{begin}\n_(No notes yet.)_\n{end}"
+
+
+def report(data):
+    m, S, setups = data["machine"], data["summary"], data["setups"]
+    L, H = LOW_C, HIGH_C
+    lines = []
+    w = lines.append
+    w("# bcsp-guard benchmark results\n")
+    w("Generated by `bench/run.py` (via `make bench`); everything below the human notes is "
+      "rewritten on every run. Issue 7 defines the setups and targets.\n")
+    w(human_notes(RESULTS) + "\n")
+    w("## Run\n")
+    w(f"- Date: {data['date']}; total wall time {data['wall_s'] / 60:.1f} min")
+    w(f"- Command: `{data['command']}`")
+    w(f"- Code: commit {data['git']}; `{data['wasm_built_from']}` sha256 "
+      f"`{data['wasm_sha256'][:16]}…` (copied once, so every round loads the same module)")
+    w(f"- Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem']} RAM, kernel {m['kernel']}")
+    w(f"- Envoy {m['envoy']} (`--concurrency 1`, V8), pinned with `taskset -c {ENVOY_CPU}`; "
+      f"wrk ({m['wrk']}), the upstream (`bench/upstream`) and the metadata emulator pinned to "
+      f"CPU {LOAD_CPU}")
+    w(f"- {m['rustc']}; {m['wasm_opt'] or 'wasm-opt not installed'}")
+    w(f"- Load average before / after: {data['loadavg_before']} / {data['loadavg_after']}")
+    w(f"- Interleaved order, {ROUNDS} rounds: {' '.join(data['order'])}")
+    runs_all = [r for k in setups for r in data["runs"][k]]
+    w(f"- Slices repeated because other processes disturbed them: "
+      f"{sum(r['attempts'] - 1 for r in runs_all)}; kept as clean: "
+      f"c={LOW_C} {sum(1 for r in runs_all if clean_low(r['low']))} of {len(runs_all)}, "
+      f"c={HIGH_C} {sum(1 for r in runs_all if clean_high(r['high']))} of {len(runs_all)} "
+      "(see *Every run*)")
+    w(f"- The four Envoys run side by side (each `--concurrency 1` on CPU {ENVOY_CPU}; an idle "
+      f"one costs nothing measurable) and the load moves from one to the next; each got {WARMUP} s "
+      f"of warm-up at c=8, then per round `wrk -t1 -c{L} -d{SECONDS}s` (moderate) and "
+      f"`wrk -t1 -c{H} -d{SECONDS}s` (saturation), closed loop; numbers are medians over rounds")
+    w(f"- Request: `GET {PATH}` with {len(CLIENT_HEADERS) + 1} client headers (incl. host, "
+      f"the credential and X-Forwarded-For); upstream answers 200 with a 3-byte body")
+    w(f"- Client address as bcsp-guard's X-Forwarded-For rule sees it: `{data['client_addr']}` "
+      f"(with `use_remote_address: true` Envoy appends its own address, not the peer, when the peer "
+      f"is exactly 127.0.0.1); the 20th CIDR is "
+      f"`{data['client_cidr']}` for bcsp-guard and `127.0.0.0/8` for RBAC (which matches the "
+      f"TCP peer), so both scan all 20 entries\n")
+    w("## Setups\n")
+    for k in setups:
+        w(f"{k}. {SETUPS[k]['name']} — `bench/configs/{SETUPS[k]['config']}`")
+    w("")
+    w("## Throughput and latency (medians over clean rounds)\n")
+    w(f"Per load point, medians over the rounds that other processes on the machine did not "
+      f"disturb (`clean`: c={L} / c={H}). A c={L} slice is clean when neither CPU had more than "
+      f"{FOREIGN_MAX:.0f} % foreign work (it measures latency end to end); a c={H} slice when Envoy "
+      f"used at least 90 % of CPU {ENVOY_CPU} and nothing else more than {FOREIGN_MAX:.0f} % of it "
+      "(it measures Envoy's capacity). With no clean slice the median is over all, and the "
+      "verdicts below say *inconclusive*.\n")
+    w(f"| setup | c={L} rps | c={L} p50 | c={L} p99 | c={H} rps | c={H} p50 | c={H} p99 | "
+      f"Envoy CPU µs/req (c={H}) | Envoy CPU % (c={H}) | clean |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in setups:
+        lo, hi = S[k]["low"], S[k]["high"]
+        w(f"| {k}. {SETUPS[k]['name']} | {fmt(lo['rps'])} | {fmt(lo['p50_us'], 0, ' µs')} | "
+          f"{fmt(lo['p99_us'], 0, ' µs')} | {fmt(hi['rps'])} | {fmt(hi['p50_us'], 0, ' µs')} | "
+          f"{fmt(hi['p99_us'], 0, ' µs')} | {fmt(hi['envoy_cpu_us_per_req'], 1)} | "
+          f"{fmt(hi['envoy_cpu_pct'])} | {S[k]['clean_low']} / {S[k]['clean_high']} of {ROUNDS} |")
+    w("")
+    w("### Ratios (throughput, same run)\n")
+    w(f"| ratio | c={L} | c={H} (saturation) | CPU µs/req difference (c={H}) |")
+    w("|---|---:|---:|---:|")
+    cmp_to = ["1", "2", "3"] + (["4"] if "5" in setups else [])
+    for num in ["4"] + (["5"] if "5" in setups else []):
+        for den in cmp_to:
+            if num == den:
+                continue
+            rl = ratio(S[num]["low"]["rps"], S[den]["low"]["rps"])
+            rh = ratio(S[num]["high"]["rps"], S[den]["high"]["rps"])
+            d = (S[num]["high"]["envoy_cpu_us_per_req"] or 0) - (S[den]["high"]["envoy_cpu_us_per_req"] or 0)
+            w(f"| {num}/{den} | {fmt(rl, 3)} | {fmt(rh, 3)} | {d:+.1f} µs |")
+    for k in ("2", "3"):
+        w(f"| {k}/1 | {fmt(ratio(S[k]['low']['rps'], S['1']['low']['rps']), 3)} | "
+          f"{fmt(ratio(S[k]['high']['rps'], S['1']['high']['rps']), 3)} | "
+          f"{(S[k]['high']['envoy_cpu_us_per_req'] or 0) - (S['1']['high']['envoy_cpu_us_per_req'] or 0):+.1f} µs |")
+    w("")
+    w("### Against the targets of issue 7\n")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    r43 = ratio(S["4"]["high"]["rps"], S["3"]["high"]["rps"])
+    r42 = ratio(S["4"]["high"]["rps"], S["2"]["high"]["rps"])
+    r43l = ratio(S["4"]["low"]["rps"], S["3"]["low"]["rps"])
+    r42l = ratio(S["4"]["low"]["rps"], S["2"]["low"]["rps"])
+    added = (S["4"]["low"]["p99_us"] or 0) - (S["1"]["low"]["p99_us"] or 0)
+    def verdict(ok, point, *involved):
+        if any(S[k][f"clean_{point}"] == 0 for k in involved):
+            return "inconclusive (no clean run)"
+        return "yes" if ok else "**no**"
+
+    yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+    w(f"| bcsp-guard / Wasm floor throughput >= 0.97 | {fmt(r43, 3)} at c={H}, {fmt(r43l, 3)} at c={L} | {verdict(r43 and r43 >= 0.97, 'high', '4', '3')} |")
+    w(f"| bcsp-guard / native chain throughput >= 1.00 | {fmt(r42, 3)} at c={H}, {fmt(r42l, 3)} at c={L} | {verdict(r42 and r42 >= 1.0, 'high', '4', '2')} |")
+    w(f"| p99 added over no filter <= 100 µs at c={L} | {added:+.0f} µs | {verdict(added <= 100, 'low', '4', '1')} |")
+    crit = data.get("criterion", {}).get("decide/full_policy_admit")
+    if crit:
+        w(f"| pure policy core <= 2 µs per request | {crit['median_ns'] / 1000:.2f} µs (native) | {yes(crit['median_ns'] <= 2000)} |")
+    sz = data["sizes"]["bcsp_guard"]
+    w(f"| release .wasm <= 256 KiB | {sz / 1024:.1f} KiB ({sz} bytes) | {yes(sz <= 256 * 1024)} |")
+    tok = data.get("tokens", {}).get("4")
+    if tok:
+        w(f"| token fetches per refresh with 4 workers: exactly 1 | bcsp-guard {tok['windows']} "
+          f"(native chain {data['tokens']['2']['windows']}) | "
+          f"{yes(all(c == 1 for c in tok['windows']))} |")
+    w("")
+    w("### Is the load side the bottleneck? (it must not be)\n")
+    uc = data["upstream_capacity"]
+    w(f"- `wrk -c{H}` straight at the upstream, both on CPU {LOAD_CPU} (the same sharing as in "
+      f"the runs): {fmt(uc['rps'])} rps, i.e. {uc['rps'] / S['1']['high']['rps']:.1f}x the "
+      f"fastest Envoy setup (no filter, {fmt(S['1']['high']['rps'])} rps).")
+    own1 = lambda k: S[k]["high"]["load_cpu_busy_pct"] - S[k]["high"].get("foreign_cpu1_pct", 0)  # noqa: E731
+    w(f"- At saturation Envoy used {', '.join(fmt(S[k]['high']['envoy_cpu_pct']) + '%' for k in setups)} "
+      f"of CPU {ENVOY_CPU} (setups {', '.join(setups)}), while wrk + upstream used "
+      f"{', '.join(fmt(own1(k)) + '%' for k in setups)} of CPU {LOAD_CPU}: Envoy's CPU is "
+      "the limit.\n")
+    w("### Every run\n")
+    w(f"Foreign = CPU time on a CPU not spent by this benchmark's processes (other sessions' "
+      f"builds and tests share the machine), at c={L} / c={H}. A run with more than "
+      f"{FOREIGN_MAX:.0f} % foreign on either CPU, or with Envoy under 90 % of its CPU at c={H}, "
+      f"was repeated (up to {RETRIES} times each, {RETRY_BUDGET} in all; `attempts`); the last "
+      "attempt is shown.\n")
+    w(f"| run | c={L} rps | c={L} p50 µs | c={L} p99 µs | c={H} rps | c={H} p99 µs | Envoy µs/req c={H} | Envoy CPU % c={H} | CPU {LOAD_CPU} busy % c={H} | foreign CPU {ENVOY_CPU} % | foreign CPU {LOAD_CPU} % | attempts | clean c={L} / c={H} |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for rnd in range(1, ROUNDS + 1):
+        for k in setups:
+            r = data["runs"][k][rnd - 1]
+            lo, hi = r["low"], r["high"]
+            w(f"| {k}-r{rnd} | {fmt(lo['rps'])} | {fmt(lo['p50_us'])} | {fmt(lo['p99_us'])} | "
+              f"{fmt(hi['rps'])} | {fmt(hi['p99_us'])} | {fmt(hi['envoy_cpu_us_per_req'], 1)} | "
+              f"{fmt(hi['envoy_cpu_pct'])} | {fmt(hi['load_cpu_busy_pct'])} | "
+              f"{fmt(lo['foreign_cpu0_pct'])} / {fmt(hi['foreign_cpu0_pct'])} | "
+              f"{fmt(lo['foreign_cpu1_pct'])} / {fmt(hi['foreign_cpu1_pct'])} | {r['attempts']} | "
+              f"{'yes' if clean_low(lo) else 'no'} / {'yes' if clean_high(hi) else 'no'} |")
+    w("")
+    w("## Release .wasm size\n")
+    w("| module | release build | after `wasm-opt -Oz` |")
+    w("|---|---:|---:|")
+    w(f"| bcsp-guard (`target/wasm32-wasip1/release/bcsp_guard.wasm`) | {sz:,} B ({sz / 1024:.1f} KiB) | "
+      f"{fmt(data['sizes'].get('bcsp_guard_oz'))} B |")
+    w(f"| Wasm floor (`bench/floor-filter`) | {data['sizes']['floor']:,} B | {fmt(data['sizes'].get('floor_oz'))} B |")
+    if "extra" in data["sizes"]:
+        w(f"| setup 5 module | {data['sizes']['extra']:,} B | — |")
+    w("")
+    if data.get("criterion"):
+        w("## Pure policy core (criterion, native)\n")
+        w("`cargo bench --bench policy` (`benches/policy.rs`): `config::compile` of "
+          "`bench/configs/bcsp-guard-policy.json` once, then one `decide` per iteration with the "
+          "13 headers the filter sees. Built with the release profile (opt-level \"z\", LTO), "
+          f"pinned to CPU {ENVOY_CPU}.\n")
+        w("| benchmark | median | mean |")
+        w("|---|---:|---:|")
+        for k, v in data["criterion"].items():
+            w(f"| `{k}` | {v['median_ns']:.0f} ns | {v['mean_ns']:.0f} ns |")
+        w("")
+    if data.get("probe"):
+        w("## What single proxy-wasm calls cost on V8 (`BENCH_PROBE=1`)\n")
+        w(f"`bench/probe-filter`: the Wasm floor plus one operation repeated {PROBE_N} times per "
+          f"request; cost of one = (Envoy CPU µs/request − the `none` row) / {PROBE_N}, at "
+          f"c={H}, median of 2 interleaved rounds. Noisy to a few tenths of a µs.\n")
+        w("| operation | Envoy CPU µs/req | one operation |")
+        w("|---|---:|---:|")
+        what = {"none": "floor only (reads one header)", "get_header": "`get_map_value` one header",
+                "get_map": "`get_map_bytes`: all request headers, owned", "set_header": "`set_map_value` short value",
+                "set_token": "`set_map_value` ~750-byte token", "remove_absent": "remove a header that is not there",
+                "time": "`get_current_time`", "metric": "`increment_metric`",
+                "property": "`get_property(source.address)`", "sha256": "SHA-256 of a 44-byte secret (pure Wasm)",
+                "alloc14": "build 14 owned (String, String) pairs (pure Wasm)"}
+        for op, v in data["probe"].items():
+            w(f"| {what.get(op, op)} | {v['us_per_req']:.1f} | {v['per_op_us']:.2f} µs |")
+        w("")
+    if data.get("memory"):
+        w("## Envoy memory per worker\n")
+        w("VmRSS after 2 s of `wrk -c32` traffic; per worker = (RSS with `--concurrency 4` − RSS "
+          "with `--concurrency 1`) / 3.\n")
+        w("| setup | RSS, 1 worker | RSS, 4 workers | per worker |")
+        w("|---|---:|---:|---:|")
+        for k, v in data["memory"].items():
+            w(f"| {k}. {SETUPS[k]['name']} | {v['rss1_kib'] / 1024:.1f} MiB | "
+              f"{v['rss4_kib'] / 1024:.1f} MiB | {v['per_worker_kib'] / 1024:.2f} MiB |")
+        w("")
+    if data.get("tokens"):
+        t = data["tokens"]
+        w("## Metadata fetches per token refresh, 4 workers\n")
+        w(f"Envoy `--concurrency 4` (pinned to CPU {ENVOY_CPU}), `wrk -c32 -d{TOKEN_SECONDS}s`, "
+          "both setups refreshing on the same cadence: bcsp-guard with emulator "
+          f"`--lifetime {TOKEN_LIFETIME}`, `refresh_margin_s: {TOKEN_MARGIN}`, "
+          f"`expiry_skew_s: {TOKEN_SKEW}`; gcp_authn (cache on) with emulator "
+          f"`--lifetime {NATIVE_TOKEN_LIFETIME}`, because it treats a token as expired 60 s "
+          "before its `exp` and with shorter-lived tokens fetches on every request. Fetches seen "
+          "by the emulator are grouped into windows (a gap of 3 s or more starts a new one); the "
+          "first window is the cold start.\n")
+        w("| setup | fetches | per window | window starts (s) | cold start | per refresh (mean / max) | rps | non-2xx |")
+        w("|---|---:|---|---|---:|---:|---:|---:|")
+        for k, v in t.items():
+            w(f"| {k}. {SETUPS[k]['name']} | {v['total']} | {v['windows']} | {v['window_starts_s']} | "
+              f"{v['cold_start']} | {fmt(v['per_refresh_mean'], 2)} / {fmt(v['per_refresh_max'])} | "
+              f"{fmt(v['rps'])} | {v['non2xx']} |")
+        w("")
+    with open(RESULTS, "w") as f:
+        f.write("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+
+KNOBS = ['ROUNDS', 'SECONDS', 'WARMUP', 'LOW_C', 'HIGH_C', 'TOKEN_SECONDS', 'TOKEN_LIFETIME', 'TOKEN_MARGIN', 'TOKEN_SKEW', 'NATIVE_TOKEN_LIFETIME', 'RETRIES', 'RETRY_BUDGET', 'FOREIGN_MAX', 'PROBE_N']
+
+
+def rerender():
+    """`bench/run.py --report`: rewrite RESULTS.md from target/bench/results.json (after
+    editing the human notes, or the report code) without measuring again."""
+    data = json.load(open(os.path.join(OUT, "results.json")))
+    globals().update(data.get("knobs", {}))
+    if "5" in data["setups"]:
+        SETUPS["5"] = {"name": "bcsp-guard, extra module", "config": "envoy-4-bcsp-guard.yaml"}
+    data["summary"] = summarize(data["runs"])
+    report(data)
+    log(f"rewrote {os.path.relpath(RESULTS, ROOT)} from target/bench/results.json")
+
+
+def main():
+    if "--report" in sys.argv[1:]:
+        return rerender()
+    global BCSP_WASM
+    t0 = time.time()
+    os.makedirs(LOGS, exist_ok=True)
+    for path, what in ((ENVOY, "Envoy (make envoy)"), (BCSP_WASM, "bcsp_guard.wasm (make wasm)"),
+                       (FLOOR_WASM, "the floor filter"), (UPSTREAM_BIN, "bench-upstream"),
+                       *([(PROBE_WASM, "the probe filter")] if PROBE else []),
+                       (EMULATOR_BIN, "metadata-emulator")):
+        if not os.path.exists(path):
+            raise SystemExit(f"bench: missing {what}: {path}; run `make bench`")
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: wrk not found; `make bench` installs it")
+    extra_wasm, extra_label = None, None
+    setups = ["1", "2", "3", "4"]
+    if EXTRA:
+        extra_wasm, _, extra_label = EXTRA.partition(":")
+        extra_wasm = os.path.abspath(extra_wasm)
+        SETUPS["5"] = {"name": f"bcsp-guard, {extra_label or os.path.basename(extra_wasm)}",
+                       "config": "envoy-4-bcsp-guard.yaml"}
+        setups.append("5")
+
+    # Others may rebuild target/ while this runs: every round loads the same copy.
+    frozen = os.path.join(OUT, "bcsp_guard.under-test.wasm")
+    shutil.copyfile(BCSP_WASM, frozen)
+    built_from = BCSP_WASM
+    BCSP_WASM = frozen
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
+    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "git": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in src/" if dirty else ""),
+            "wasm_sha256": hashlib.sha256(open(frozen, "rb").read()).hexdigest(),
+            "wasm_built_from": os.path.relpath(built_from, ROOT),
+            "machine": machine(), "setups": setups,
+            "loadavg_before": open("/proc/loadavg").read().split()[:3]}
+    knobs = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                     if k.startswith("BENCH_") and k != "BENCH_RESULTS")
+    data["command"] = (knobs + " " if knobs else "") + "make bench"
+    data["knobs"] = {k: globals()[k] for k in KNOBS}
+    log(f"machine: {data['machine']}")
+    try:
+        ports = {"upstream": free_port(), "metadata": free_port()}
+        up = start("upstream", [UPSTREAM_BIN, "--listen", f"127.0.0.1:{ports['upstream']}"],
+                   LOAD_CPU, os.path.join(LOGS, "upstream.log"))
+        emu = start("emulator", [EMULATOR_BIN, "--listen", f"127.0.0.1:{ports['metadata']}",
+                                 "--lifetime", "3600"], LOAD_CPU, os.path.join(LOGS, "emulator.log"))
+        wait_http(ports["upstream"], "/_echo", what="upstream")
+        wait_http(ports["metadata"], "/healthz", what="metadata emulator")
+        addr, cidr = probe_client_address(ports)
+        data["client_addr"], data["client_cidr"] = addr, cidr
+        policy = policy_json(cidr)
+        log(f"client address seen by the XFF rule: {addr} -> CIDR {cidr}")
+        data["upstream_capacity"] = upstream_capacity(ports)
+        log(f"upstream alone: {data['upstream_capacity']['rps']:.0f} rps")
+        data["runs"], data["order"] = throughput(setups, ports, policy, extra_wasm)
+        data["summary"] = summarize(data["runs"])
+        if PROBE:
+            data["probe"] = probe(ports)
+        if "memory" not in SKIP:
+            data["memory"] = memory(setups, ports, policy, extra_wasm)
+        stop(emu)
+        stop(up)
+        if "tokens" not in SKIP:
+            up = start("upstream", [UPSTREAM_BIN, "--listen", f"127.0.0.1:{ports['upstream']}"],
+                       LOAD_CPU, os.path.join(LOGS, "upstream-tokens.log"))
+            wait_http(ports["upstream"], "/_echo", what="upstream")
+            data["tokens"] = token_fetches({"upstream": ports["upstream"]}, cidr)
+            stop(up)
+    finally:
+        stop_all()
+    if "criterion" not in SKIP:
+        log("criterion: cargo bench --bench policy")
+        data["criterion"] = criterion()
+    data["sizes"] = sizes(extra_wasm)
+    data["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
+    data["wall_s"] = time.time() - t0
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    report(data)
+    log(f"wrote {os.path.relpath(RESULTS, ROOT)} and target/bench/results.json "
+        f"in {data['wall_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
