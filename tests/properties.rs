@@ -263,7 +263,8 @@ fn check_accepted(json: &[u8]) -> Result<Option<Policy>, TestCaseError> {
     }
     let value: Value = match serde_json::from_slice(json) {
         Ok(v) => v,
-        // Accepted but not one JSON document: finding F1 in docs/FUZZING.md.
+        // The generic parser refuses a few things the typed one skips inside fields the filter
+        // ignores (numbers beyond f64 in a pasted Genesys document): nothing to compare then.
         Err(_) => return Ok(Some(policy)),
     };
     for text in [
@@ -863,7 +864,7 @@ proptest! {
     }
 }
 
-/// Finding F1 (docs/FUZZING.md): content after the configuration object is ignored, so a
+/// Finding F1 (docs/FUZZING.md): content after the configuration object was ignored, so a
 /// second object (here one that would set an allowlist) was silently dropped. Fixed by
 /// requiring the end of input after the object.
 #[test]
