@@ -468,9 +468,12 @@ fn too_large<H: RequestHost>(
 
 /// Removes every credential header, any key id the caller sent, and — with `upstream_token` —
 /// any identity the caller chose for the upstream, in both `-` and `_` spellings.
-fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy) {
+/// Only names present in the request cost a host call: the map read earlier is complete.
+fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy, view: &RequestView<'_>) {
     for name in &policy.strip_headers {
-        host.set_request_header(name, None);
+        if view.header(name).is_some() {
+            host.set_request_header(name, None);
+        }
     }
 }
 
@@ -483,7 +486,7 @@ fn admit<H: RequestHost>(
     who: Admitted<'_>,
 ) -> Outcome {
     let policy = &guard.policy;
-    strip_client_identity(host, policy);
+    strip_client_identity(host, policy, view);
     match who {
         Admitted::Key(key) => {
             if let Some(id_header) = &policy.key_id_header {
