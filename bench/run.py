@@ -849,7 +849,8 @@ def report(data):
         w("")
     if data.get("probe"):
         w("## What single proxy-wasm calls cost on V8 (`BENCH_PROBE=1`)\n")
-        w(f"`bench/probe-filter`: the Wasm floor plus one operation repeated {PROBE_N} times per "
+        w(f"Measured {data.get('probe_date', data['date'])}. "
+          f"`bench/probe-filter`: the Wasm floor plus one operation repeated {PROBE_N} times per "
           f"request; cost of one = (Envoy CPU µs/request − the `none` row) / {PROBE_N}, at "
           f"c={H}, median of 2 interleaved rounds. Noisy to a few tenths of a µs.\n")
         w("| operation | Envoy CPU µs/req | one operation |")
@@ -971,6 +972,15 @@ def main():
         data["summary"] = summarize(data["runs"])
         if PROBE:
             data["probe"] = probe(ports)
+            data["probe_date"] = data["date"]
+        else:
+            # The probe measures the runtime, not bcsp-guard: keep the last one, with its date.
+            try:
+                old = json.load(open(os.path.join(OUT, "results.json")))
+                if old.get("probe"):
+                    data["probe"], data["probe_date"] = old["probe"], old.get("probe_date", old["date"])
+            except (OSError, ValueError):
+                pass
         if "memory" not in SKIP:
             data["memory"] = memory(setups, ports, policy, extra_wasm)
         stop(emu)
