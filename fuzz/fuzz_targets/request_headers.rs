@@ -88,8 +88,8 @@ struct Host {
 }
 
 impl RequestHost for Host {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Vec<u8> {
+        bcsp_guard::host::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
         None

@@ -164,8 +164,12 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let policy = &policies()[which];
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let view = RequestView {
-        headers: &headers,
+        headers: &pairs,
         downstream: Some(&downstream),
         now_ms,
     };

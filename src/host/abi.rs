@@ -123,10 +123,10 @@ pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
 pub const REQUEST_HEADERS: u32 = 0;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 
-/// A header map as `(name, value)` pairs. Bytes that are not UTF-8 become U+FFFD instead of
-/// the SDK's panic: Envoy forwards such bytes (RFC 9110 allows them), and one request must not
-/// be able to trap the VM. A mangled value can only fail the checks it meets.
-pub fn get_header_map(map_type: u32) -> Vec<(String, String)> {
+/// A header map in proxy-wasm's serialized form (empty when the host has none), for
+/// [`super::header_map::decode`]. The SDK's own reader panics on bytes that are not UTF-8;
+/// Envoy forwards such bytes, and one request must not be able to trap the VM.
+pub fn get_header_map(map_type: u32) -> Vec<u8> {
     let mut ptr = std::ptr::null_mut();
     let mut len = 0usize;
     // SAFETY: out-pointers are live locals.
@@ -134,7 +134,7 @@ pub fn get_header_map(map_type: u32) -> Vec<(String, String)> {
     // SAFETY: the host hands back memory from our allocator (or null).
     let bytes = unsafe { take_host_buffer(ptr, len) };
     match bytes {
-        Some(b) if status == OK => super::header_map::decode(&b),
+        Some(b) if status == OK => b,
         _ => Vec::new(),
     }
 }

@@ -2,6 +2,7 @@
 //! any proxy-wasm host: read headers → IP → lockout → credential or webhook signature →
 //! route → body limits → strip, stamp, inject or reply.
 
+use super::header_map;
 use super::metrics::Stats;
 use super::reply::Reply;
 use crate::config::fields::printable as fields_printable;
@@ -21,7 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The calls the request path makes on the proxy; nothing else is needed to admit or deny.
 pub trait RequestHost {
-    fn request_headers(&self) -> Vec<(String, String)>;
+    /// The request headers, serialized as proxy-wasm does ([`header_map::decode`] reads them).
+    fn request_headers(&self) -> Vec<u8>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn send_reply(&self, reply: &Reply);
@@ -136,7 +138,8 @@ pub fn on_request_headers<H: RequestHost>(
     end_of_stream: bool,
 ) -> Step {
     let policy = &guard.policy;
-    let headers = host.request_headers();
+    let raw = host.request_headers();
+    let headers = header_map::decode(&raw);
     let downstream = if policy.needs_downstream() {
         source_address(host)
     } else {
@@ -261,7 +264,8 @@ pub fn on_request_body<H: RequestHost>(
             *seen = seen.saturating_add(size);
             if *seen > policy.max_body_bytes {
                 // Cut off mid-stream: Envoy resets the upstream request and answers 413.
-                let headers = captured(request_id.take());
+                let id = request_id.take();
+                let headers = captured(id.as_deref());
                 too_large(host, guard, ports, &view_of(&headers), None, None);
                 *state = BodyState::Closed;
                 return Outcome::Replied;
@@ -276,7 +280,7 @@ pub fn on_request_body<H: RequestHost>(
             let BodyState::Webhook(p) = std::mem::replace(state, BodyState::Closed) else {
                 return Outcome::Replied;
             };
-            let headers = captured(p.request_id.clone());
+            let headers = captured(p.request_id.as_deref());
             let view = view_of(&headers);
             if too_large {
                 let e = SignatureError::BodyTooLarge;
@@ -312,13 +316,13 @@ fn warn_if_headers_went_ahead<H: RequestHost>(host: &H) {
 }
 
 /// Header values the body phase may still need, as a header list for a [`RequestView`].
-fn captured(request_id: Option<String>) -> Vec<(String, String)> {
+fn captured(request_id: Option<&str>) -> Vec<(&str, &str)> {
     request_id
-        .map(|id| vec![("x-request-id".to_owned(), id)])
+        .map(|id| vec![("x-request-id", id)])
         .unwrap_or_default()
 }
 
-fn view_of(headers: &[(String, String)]) -> RequestView<'_> {
+fn view_of<'h>(headers: &'h [(&'h str, &'h str)]) -> RequestView<'h> {
     RequestView {
         headers,
         downstream: None,

@@ -3,6 +3,7 @@
 //! `hostcalls` are used: the SDK's trait helpers unwrap host errors.
 
 use super::abi;
+use super::header_map;
 use super::lockout::LockoutBook;
 use super::metrics::{Kind, Stats};
 use super::reply::Reply;
@@ -47,7 +48,7 @@ fn now_ms() -> u64 {
 }
 
 impl RequestHost for Host {
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<u8> {
         abi::get_header_map(abi::REQUEST_HEADERS)
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -171,7 +172,8 @@ impl Root {
                     retry_after_s,
                 } => {
                     if hostcalls::set_effective_context(context_id).is_ok() {
-                        let headers = Host.request_headers();
+                        let raw = Host.request_headers();
+                        let headers = header_map::decode(&raw);
                         let view = crate::policy::decide::RequestView {
                             headers: &headers,
                             downstream: None,
@@ -225,9 +227,10 @@ impl Context for Root {
         let Some(worker) = self.tokens.clone() else {
             return;
         };
-        let status = abi::get_header_map(abi::CALL_RESPONSE_HEADERS)
+        let raw = abi::get_header_map(abi::CALL_RESPONSE_HEADERS);
+        let status = header_map::decode(&raw)
             .into_iter()
-            .find(|(name, _)| name == ":status")
+            .find(|(name, _)| *name == ":status")
             .and_then(|(_, v)| v.parse::<u32>().ok());
         let body = hostcalls::get_buffer(
             BufferType::HttpCallResponseBody,

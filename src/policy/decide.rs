@@ -9,7 +9,7 @@ use std::net::IpAddr;
 /// What the host hands over about one request.
 pub struct RequestView<'a> {
     /// All request headers; names lower-case as proxy-wasm delivers them.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// Envoy's `source.address`, read only when [`Policy::needs_downstream`].
     pub downstream: Option<&'a str>,
     pub now_ms: i64,
@@ -20,14 +20,14 @@ impl RequestView<'_> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 
     pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 }
 
@@ -145,22 +145,14 @@ mod tests {
         config::compile(json.as_bytes()).unwrap()
     }
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
     fn verdict(
         p: &Policy,
         headers: &[(&str, &str)],
         downstream: Option<&str>,
         now_ms: i64,
     ) -> String {
-        let headers = h(headers);
         let view = RequestView {
-            headers: &headers,
+            headers,
             downstream,
             now_ms,
         };

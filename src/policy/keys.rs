@@ -135,7 +135,7 @@ pub enum KeyMatch<'k> {
 
 impl KeySet {
     /// `headers` are the request's headers; names are compared case-insensitively.
-    pub fn check<'k>(&'k self, headers: &[(String, String)], now_ms: i64) -> KeyMatch<'k> {
+    pub fn check<'k>(&'k self, headers: &[(&str, &str)], now_ms: i64) -> KeyMatch<'k> {
         // Per configured header: its single value, or a marker that it repeated.
         let mut values: Vec<Option<&str>> = vec![None; self.headers.len()];
         let mut seen_any = false;
@@ -151,7 +151,7 @@ impl KeySet {
                 return KeyMatch::Duplicate;
             }
             if let Some(slot) = values.get_mut(i) {
-                *slot = Some(value.as_str());
+                *slot = Some(*value);
             }
             seen_any = true;
         }
@@ -269,13 +269,6 @@ mod tests {
         }
     }
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
     fn id<'a>(m: &KeyMatch<'a>) -> Option<&'a str> {
         match m {
             KeyMatch::Valid(k) | KeyMatch::OutsideWindow(k) => Some(k.id.as_str()),
@@ -355,7 +348,7 @@ mod tests {
             ),
         ];
         for (headers, now, want, want_id) in cases {
-            let m = s.check(&h(headers), *now);
+            let m = s.check(headers, *now);
             let got = match m {
                 KeyMatch::Valid(_) => "valid",
                 KeyMatch::Missing => "missing",
@@ -385,7 +378,7 @@ mod tests {
                 key("b", 0, None, "same", Window::default()),
             ],
         };
-        assert_eq!(id(&s.check(&h(&[("x-bcsp-key", "same")]), 50)), Some("b"));
+        assert_eq!(id(&s.check(&[("x-bcsp-key", "same")], 50)), Some("b"));
     }
 
     #[test]

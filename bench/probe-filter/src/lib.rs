@@ -105,6 +105,14 @@ fn run(p: &Probe) {
         )),
         "set_token" => drop(hostcalls::set_map_value(h, "x-probe", Some(TOKEN))),
         "remove_absent" => drop(hostcalls::set_map_value(h, "x-absent", None)),
+        // Run once per request (N = 1): the first change to the request headers. Envoy then
+        // clears the route cache for ABI 0.2.1 modules (all current SDKs), so the router
+        // resolves the route again: a per-request cost no filter that edits headers avoids.
+        "first_change" => drop(hostcalls::set_map_value(
+            h,
+            "x-probe",
+            Some("genesys-2026q4"),
+        )),
         "time" => drop(black_box(hostcalls::get_current_time())),
         "metric" => drop(hostcalls::increment_metric(p.metric, 1)),
         "property" => drop(black_box(hostcalls::get_property(vec![

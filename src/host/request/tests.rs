@@ -21,8 +21,8 @@ struct FakeHost {
 }
 
 impl RequestHost for FakeHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Vec<u8> {
+        crate::host::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key = path.join(".");

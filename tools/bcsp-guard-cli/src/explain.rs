@@ -56,8 +56,8 @@ struct Recording {
 }
 
 impl RequestHost for Recording {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Vec<u8> {
+        bcsp_guard::host::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
@@ -332,8 +332,12 @@ fn explain_admission(
         );
         return;
     }
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let view = RequestView {
-        headers,
+        headers: &pairs,
         downstream: None,
         now_ms,
     };
