@@ -75,9 +75,11 @@ FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
 PROBE_N = 100
 PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
-             "time", "metric", "property", "sha256", "alloc14", "first_change"]
+             "time", "metric", "property", "sha256", "alloc14", "first_change",
+             "none@300", "first_change@300"]
 # Ops that only mean something once per request (their cost is not per call).
 PROBE_ONCE = {"first_change"}
+# `op@N`: the same op with N regex routes ahead of the catch-all route.
 
 ENVOY_CPU = "0"  # Envoy alone on CPU 0
 LOAD_CPU = "1"  # wrk, upstream, metadata emulator on CPU 1
@@ -222,7 +224,8 @@ def policy_json(client_cidr, token_timing=None):
 class Envoy:
     """One Envoy process for one setup."""
 
-    def __init__(self, setup, concurrency, ports, tag, policy=None, wasm=None, probe="none:0"):
+    def __init__(self, setup, concurrency, ports, tag, policy=None, wasm=None, probe="none:0",
+                 extra_routes=0):
         self.setup = setup
         self.admin = free_port()
         self.port = free_port()
@@ -234,6 +237,9 @@ class Envoy:
             "FLOOR_WASM": FLOOR_WASM,
             "PROBE_WASM": PROBE_WASM,
             "PROBE": probe,
+            "EXTRA_ROUTES": "".join(
+                f'              - match: {{ safe_regex: {{ regex: "^/r{i}/[a-z]+$" }} }}\n'
+                f"                route: {{ cluster: bcsp }}\n" for i in range(extra_routes)),
             "BCSP_GUARD_WASM": wasm or BCSP_WASM,
             "BCSP_GUARD_POLICY": json.dumps(json.dumps(policy)) if policy else '""',
         }
@@ -603,16 +609,22 @@ def token_fetches(ports_base, client_cidr):
 
 
 def probe_n(op):
+    op = op.split("@")[0]
     return 0 if op == "none" else 1 if op in PROBE_ONCE else PROBE_N
+
+
+PROBE_ROUNDS = 3
 
 
 def probe(ports):
     """Cost of one proxy-wasm operation on V8: (Envoy CPU µs/request with the op repeated N
-    times − without) / N, at saturation, interleaved over 2 rounds."""
+    times − without) / N, at saturation, interleaved over PROBE_ROUNDS rounds."""
     per = {op: [] for op in PROBE_OPS}
-    for rnd in range(2):
+    for rnd in range(PROBE_ROUNDS):
         for op in PROBE_OPS:
-            e = Envoy("P", 1, ports, f"probe-{op}-r{rnd}", probe=f"{op}:{probe_n(op)}")
+            name, _, routes = op.partition("@")
+            e = Envoy("P", 1, ports, f"probe-{name}-{routes or 0}-r{rnd}",
+                      probe=f"{name}:{probe_n(op)}", extra_routes=int(routes or 0))
             try:
                 check_setup("3", e.port)
                 wrk(e.port, 8, 1)
@@ -620,9 +632,12 @@ def probe(ports):
             finally:
                 e.stop()
             per[op].append(r["envoy_cpu_us_per_req"])
-    base = med(per["none"])
-    out = {op: {"us_per_req": med(v), "per_op_us": (med(v) - base) / probe_n(op) if op != "none" else 0.0}
-           for op, v in per.items()}
+    def cost(op, v):
+        name, _, routes = op.partition("@")
+        base = med(per["none@" + routes if routes else "none"])
+        return (med(v) - base) / probe_n(op) if name != "none" else med(v) - med(per["none"])
+
+    out = {op: {"us_per_req": med(v), "per_op_us": cost(op, v)} for op, v in per.items()}
     log("probe: " + ", ".join(f"{op} {v['per_op_us']:.2f} us" for op, v in out.items()))
     return out
 
@@ -630,15 +645,18 @@ def probe(ports):
 def criterion():
     argv = ["taskset", "-c", ENVOY_CPU, "cargo", "bench", "--bench", "policy", "--",
             "--warm-up-time", "1", "--measurement-time", "2"]
-    with open(os.path.join(LOGS, "criterion.log"), "w") as f:
+    log_path = os.path.join(LOGS, "criterion.log")
+    with open(log_path, "w") as f:
         subprocess.run(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+    # Only the benchmarks this run measured: target/criterion keeps retired ones too.
+    ran = set(re.findall(r"^((?:decide|parts)/\S+)", open(log_path).read(), re.M))
     out = {}
     base = os.path.join(ROOT, "target", "criterion")
     for group in ("decide", "parts"):
         gdir = os.path.join(base, group)
         for name in sorted(os.listdir(gdir)):
             est = os.path.join(gdir, name, "new", "estimates.json")
-            if os.path.exists(est):
+            if os.path.exists(est) and f"{group}/{name}" in ran:
                 d = json.load(open(est))
                 out[f"{group}/{name}"] = {"median_ns": d["median"]["point_estimate"],
                                           "mean_ns": d["mean"]["point_estimate"]}
@@ -727,7 +745,7 @@ def report(data):
       f"c={LOW_C} {sum(1 for r in runs_all if clean_low(r['low']))} of {len(runs_all)}, "
       f"c={HIGH_C} {sum(1 for r in runs_all if clean_high(r['high']))} of {len(runs_all)} "
       "(see *Every run*)")
-    w(f"- The four Envoys run side by side (each `--concurrency 1` on CPU {ENVOY_CPU}; an idle "
+    w(f"- The Envoys (one per setup) run side by side (each `--concurrency 1` on CPU {ENVOY_CPU}; an idle "
       f"one costs nothing measurable) and the load moves from one to the next; each got {WARMUP} s "
       f"of warm-up at c=8, then per round `wrk -t1 -c{L} -d{SECONDS}s` (moderate) and "
       f"`wrk -t1 -c{H} -d{SECONDS}s` (saturation), closed loop; numbers are medians over rounds")
@@ -846,7 +864,7 @@ def report(data):
         w("## Pure policy core (criterion, native)\n")
         w("`cargo bench --bench policy` (`benches/policy.rs`): `config::compile` of "
           "`bench/configs/bcsp-guard-policy.json` once, then one `decide` per iteration with the "
-          "13 headers the filter sees. Built with the release profile (opt-level \"z\", LTO), "
+          "13 headers the filter sees. Built with the release profile (see `Cargo.toml`), "
           f"pinned to CPU {ENVOY_CPU}.\n")
         w("| benchmark | median | mean |")
         w("|---|---:|---:|")
@@ -858,8 +876,10 @@ def report(data):
         w(f"Measured {data.get('probe_date', data['date'])}. "
           f"`bench/probe-filter`: the Wasm floor plus one operation repeated {PROBE_N} times per "
           f"request; cost of one = (Envoy CPU µs/request − the `none` row) / {PROBE_N}, at "
-          f"c={H}, median of 2 interleaved rounds. Noisy to a few tenths of a µs (the one-shot "
-          f"row, measured once per request, to about ±2 µs).\n")
+          f"c={H}, median of {PROBE_ROUNDS} interleaved rounds. Noisy to a few tenths of a µs (the "
+          f"once-per-request rows to about ±2 µs). Rows marked *300 routes* put 300 regex routes "
+          f"ahead of the catch-all route; their `none` row shows what resolving the route costs "
+          f"(against the plain `none`), their change row what one header change costs there.\n")
         w("| operation | Envoy CPU µs/req | one operation |")
         w("|---|---:|---:|")
         what = {"none": "floor only (reads one header)", "get_header": "`get_map_value` one header",
@@ -868,8 +888,9 @@ def report(data):
                 "time": "`get_current_time`", "metric": "`increment_metric`",
                 "property": "`get_property(source.address)`", "sha256": "SHA-256 of a 44-byte secret (pure Wasm)",
                 "alloc14": "build 14 owned (String, String) pairs (pure Wasm)",
-                "first_change": "**once per request**: the first request-header change (Envoy "
-                                "then resolves the route again)"}
+                "first_change": "**once per request**: one request-header change",
+                "none@300": "floor only, *300 routes* (vs. floor only: the route lookup)",
+                "first_change@300": "**once per request**: one request-header change, *300 routes*"}
         for op, v in data["probe"].items():
             w(f"| {what.get(op, op)} | {v['us_per_req']:.1f} | {v['per_op_us']:.2f} µs |")
         w("")

@@ -105,9 +105,12 @@ fn run(p: &Probe) {
         )),
         "set_token" => drop(hostcalls::set_map_value(h, "x-probe", Some(TOKEN))),
         "remove_absent" => drop(hostcalls::set_map_value(h, "x-absent", None)),
-        // Run once per request (N = 1): the first change to the request headers. Envoy then
-        // clears the route cache for ABI 0.2.1 modules (all current SDKs), so the router
-        // resolves the route again: a per-request cost no filter that edits headers avoids.
+        "remove_present" => drop(hostcalls::set_map_value(h, "x-bcsp-key", None)),
+        "auth_token" => drop(hostcalls::set_map_value(h, "authorization", Some(TOKEN))),
+        // Run once per request (N = 1): a change to the request headers. For ABI 0.2.1 modules
+        // Envoy clears the route cache on such a change (Envoy 1.33 release notes), so the
+        // router resolves the route a second time; the `@300` rows show it growing with the
+        // route table.
         "first_change" => drop(hostcalls::set_map_value(
             h,
             "x-probe",
