@@ -1453,7 +1453,7 @@ proptest! {
     fn decision_never_admits_without_a_matching_valid_key(case in decision_case()) {
         let policy = case.policy();
         let headers = case.headers();
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let pairs = bcsp_guard::host::header_map::borrowed(&headers);
         let now = case.now_ms();
         let view = RequestView {
             headers: &pairs,

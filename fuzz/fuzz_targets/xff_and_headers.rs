@@ -164,10 +164,7 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let policy = &policies()[which];
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let pairs = bcsp_guard::host::header_map::borrowed(&headers);
     let view = RequestView {
         headers: &pairs,
         downstream: Some(&downstream),

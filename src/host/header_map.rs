@@ -44,6 +44,27 @@ fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or(NOT_UTF8)
 }
 
+/// Owned pairs viewed as the `(name, value)` slices the request path reads.
+pub fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+/// A header change as Envoy applies it to owned pairs (tests, fuzzing, the CLI): every value
+/// of `name` (ASCII case-insensitive) goes, then `value`, if any, is appended. Returns whether
+/// `name` was there before.
+pub fn replace(pairs: &mut Vec<(String, String)>, name: &str, value: Option<&str>) -> bool {
+    let before = pairs.len();
+    pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    let present = pairs.len() != before;
+    if let Some(v) = value {
+        pairs.push((name.to_owned(), v.to_owned()));
+    }
+    present
+}
+
 /// The same encoding, for hosts that hold headers as pairs (tests, fuzzing, the CLI).
 pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
     let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
@@ -90,6 +111,19 @@ mod tests {
                 (NOT_UTF8, "v")
             ]
         );
+    }
+
+    #[test]
+    fn replace_drops_every_value_of_the_name_in_any_case() {
+        let mut h: Vec<(String, String)> = [("X-Key", "a"), ("x-other", "b"), ("x-key", "c")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert!(replace(&mut h, "x-key", Some("new")));
+        assert_eq!(borrowed(&h), vec![("x-other", "b"), ("x-key", "new")]);
+        assert!(!replace(&mut h, "x-absent", None));
+        assert!(replace(&mut h, "X-OTHER", None));
+        assert_eq!(borrowed(&h), vec![("x-key", "new")]);
     }
 
     #[test]

@@ -372,6 +372,20 @@ impl TokenPort for WorkerPort<'_> {
 
 struct BookPort<'a>(&'a LockoutBook);
 
+/// Runs `f` with a worker's token cache and lockout book as the request path's ports.
+fn with_ports<R>(
+    tokens: Option<&RefCell<TokenWorker>>,
+    lockout: Option<&LockoutBook>,
+    f: impl FnOnce(Ports<'_>) -> R,
+) -> R {
+    let tokens = tokens.map(|worker| WorkerPort { worker });
+    let lockout = lockout.map(BookPort);
+    f(Ports {
+        tokens: tokens.as_ref().map(|p| p as &dyn TokenPort),
+        lockout: lockout.as_ref().map(|p| p as &dyn LockoutPort),
+    })
+}
+
 impl LockoutPort for BookPort<'_> {
     fn locked(&self, client: IpAddr) -> Option<u64> {
         self.0.locked(&Host, client)
@@ -414,13 +428,7 @@ impl Http {
             return Action::Pause;
         };
         self.body_size = body_size;
-        let outcome = {
-            let tokens = self.tokens.as_deref().map(|worker| WorkerPort { worker });
-            let lockout = self.lockout.as_deref().map(BookPort);
-            let ports = Ports {
-                tokens: tokens.as_ref().map(|p| p as &dyn TokenPort),
-                lockout: lockout.as_ref().map(|p| p as &dyn LockoutPort),
-            };
+        let outcome = with_ports(self.tokens.as_deref(), self.lockout.as_deref(), |ports| {
             request::on_request_body(
                 &Host,
                 &guard,
@@ -429,7 +437,7 @@ impl Http {
                 body_size,
                 end_of_stream,
             )
-        };
+        });
         self.act(outcome)
     }
 }
@@ -449,15 +457,9 @@ impl HttpContext for Http {
             Host.send_reply(&Reply::no_token(5, None));
             return Action::Pause;
         };
-        let step = {
-            let tokens = self.tokens.as_deref().map(|worker| WorkerPort { worker });
-            let lockout = self.lockout.as_deref().map(BookPort);
-            let ports = Ports {
-                tokens: tokens.as_ref().map(|p| p as &dyn TokenPort),
-                lockout: lockout.as_ref().map(|p| p as &dyn LockoutPort),
-            };
+        let step = with_ports(self.tokens.as_deref(), self.lockout.as_deref(), |ports| {
             request::on_request_headers(&Host, &guard, ports, end_of_stream)
-        };
+        });
         self.body = step.body;
         match step.outcome {
             // proxy-wasm delivers no body while a filter holds headers: let them on to Envoy's

@@ -87,11 +87,7 @@ impl RequestHost for SeHost {
         }
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        let mut h = self.headers.borrow_mut();
-        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        if let Some(v) = value {
-            h.push((name.to_owned(), v.to_owned()));
-        }
+        crate::host::header_map::replace(&mut self.headers.borrow_mut(), name, value);
     }
     fn send_reply(&self, reply: &Reply) {
         self.replies

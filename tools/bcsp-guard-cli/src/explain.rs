@@ -5,6 +5,7 @@
 use crate::args::{read_input, Args};
 use crate::check;
 use crate::envoy;
+use bcsp_guard::host::header_map;
 use bcsp_guard::host::metrics::Stats;
 use bcsp_guard::host::reply::Reply;
 use bcsp_guard::host::request::{
@@ -57,7 +58,7 @@ struct Recording {
 
 impl RequestHost for Recording {
     fn request_headers(&self) -> Vec<u8> {
-        bcsp_guard::host::header_map::encode(&self.headers.borrow())
+        header_map::encode(&self.headers.borrow())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
@@ -66,12 +67,7 @@ impl RequestHost for Recording {
         }
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        let mut h = self.headers.borrow_mut();
-        let present = h.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        if let Some(v) = value {
-            h.push((name.to_owned(), v.to_owned()));
-        }
+        let present = header_map::replace(&mut self.headers.borrow_mut(), name, value);
         if present || value.is_some() {
             self.changes
                 .borrow_mut()
@@ -332,10 +328,7 @@ fn explain_admission(
         );
         return;
     }
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let pairs = header_map::borrowed(headers);
     let view = RequestView {
         headers: &pairs,
         downstream: None,
