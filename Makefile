@@ -51,16 +51,23 @@ lint: toolchain
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
-# The filter's pure core, then every other workspace crate (emulators, tools) with all its tests.
+# Test targets under tests/ (a file, or a folder with main.rs) that need no Envoy: they run once,
+# in `make unit`; every other target is an Envoy suite and runs once per Envoy release.
+OFFLINE_SUITES := properties
+SUITES := $(sort $(basename $(notdir $(wildcard tests/*.rs))) $(patsubst tests/%/main.rs,%,$(wildcard tests/*/main.rs)))
+E2E_SUITES := $(filter-out $(OFFLINE_SUITES),$(SUITES))
+
+# The filter's pure core and its offline suites, then every other workspace crate (emulators,
+# tools) with all its tests.
 unit:
-	cargo test -p bcsp-guard --lib
+	cargo test -p bcsp-guard --lib $(addprefix --test ,$(OFFLINE_SUITES))
 	cargo test --workspace --exclude bcsp-guard
 
 e2e-latest: $(ENVOY) wasm
-	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test '*' -- --test-threads 2
+	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard $(addprefix --test ,$(E2E_SUITES)) -- --test-threads 2
 
 e2e-oldest: $(ENVOY_OLD) wasm
-	BCSP_GUARD_ENVOY=$(abspath $(ENVOY_OLD)) cargo test -p bcsp-guard --test '*' -- --test-threads 2
+	BCSP_GUARD_ENVOY=$(abspath $(ENVOY_OLD)) cargo test -p bcsp-guard $(addprefix --test ,$(E2E_SUITES)) -- --test-threads 2
 
 e2e: e2e-latest e2e-oldest
 
@@ -113,7 +120,7 @@ bench: $(ENVOY) wasm
 	cargo build --release --manifest-path bench/upstream/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release -p metadata-emulator
 	cargo bench --bench policy --no-run
-	$(PYTHON) bench/run.py
+	BENCH_ENVOY=$(abspath $(ENVOY)) $(PYTHON) bench/run.py
 
 # Soak (issue 6, docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,
 # scheduled metadata faults and key rotations by listener reload; asserts and prints a summary.

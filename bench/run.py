@@ -42,7 +42,18 @@ BENCH = os.path.join(ROOT, "bench")
 OUT = os.path.join(ROOT, "target", "bench")
 LOGS = os.path.join(OUT, "logs")
 
-ENVOY = os.environ.get("BENCH_ENVOY", os.path.join(ROOT, ".venv/envoy-1.40.0/envoy/_bin/envoy"))
+def _pinned_envoy_version():
+    """ENVOY_VERSION from the Makefile: the one place that names the release."""
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        for line in f:
+            key, sep, value = line.partition(":=")
+            if sep and key.strip() == "ENVOY_VERSION":
+                return value.strip()
+    raise SystemExit("the Makefile names no ENVOY_VERSION")
+
+
+ENVOY = os.environ.get("BENCH_ENVOY") or os.path.join(
+    ROOT, ".venv/envoy-%s/envoy/_bin/envoy" % _pinned_envoy_version())
 BCSP_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/bcsp_guard.wasm")
 FLOOR_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_floor_filter.wasm")
 PROBE_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_probe_filter.wasm")

