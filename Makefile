@@ -53,7 +53,7 @@ lint: toolchain
 
 # Test targets under tests/ (a file, or a folder with main.rs) that need no Envoy: they run once,
 # in `make unit`; every other target is an Envoy suite and runs once per Envoy release.
-OFFLINE_SUITES := properties
+OFFLINE_SUITES := properties docs
 SUITES := $(sort $(basename $(notdir $(wildcard tests/*.rs))) $(patsubst tests/%/main.rs,%,$(wildcard tests/*/main.rs)))
 E2E_SUITES := $(filter-out $(OFFLINE_SUITES),$(SUITES))
 

@@ -1,4 +1,4 @@
-//! Key rotation, end to end: the README's "Rotating a key without downtime", step by step, on
+//! Key rotation, end to end: docs/OPERATIONS.md "Rotating a key without downtime", step by step, on
 //! a real Envoy that reads its listener from a file (filesystem LDS) while a client keeps
 //! sending valid requests. Every config change is a listener update — what an operator's
 //! config push does — and not one request of the stream may fail.

@@ -6,14 +6,14 @@
 //! skip, when curl or its HTTP2 feature is missing). curl rewrites some attacks before they reach
 //! the wire — it lower-cases header names, drops leading whitespace from values, refuses control
 //! bytes, strips a `#fragment` and drops connection-specific headers — so those rows are sent as
-//! raw HTTP/2 frames instead (a literal-only HPACK encoder below; marked † in the README).
+//! raw HTTP/2 frames instead (a literal-only HPACK encoder below; marked † in docs/SECURITY.md).
 //!
 //! One Envoy per configuration, shared by its rows; the configurations run in parallel. A row
 //! that may break the Envoy it hits is `isolated`: each protocol gets a fresh one. After every
 //! row a valid request must still get 200. A row with a `finding` asserts the safe outcome that
 //! bcsp-guard does not give yet: it fails until the finding is fixed, by design.
 //!
-//! The README's "## Security" section holds the matrix generated from these rows; the test fails
+//! docs/SECURITY.md holds the matrix generated from these rows; the test fails
 //! if it drifts, and writes the current one to `target/spoofing-matrix.md`.
 
 mod harness;
@@ -167,7 +167,7 @@ fn envoy_config(cfg: Cfg, metadata: SocketAddr) -> EnvoyConfig {
 // Rows
 // ---------------------------------------------------------------------------------------------
 
-/// The README groups; each belongs to one configuration.
+/// The matrix's groups; each belongs to one configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Group {
     Credential,
@@ -349,7 +349,7 @@ enum Via {
 #[derive(Clone, Copy, Debug)]
 enum Leg {
     Run(Via, Want),
-    /// This protocol has no form of the attack (reason for the README).
+    /// This protocol has no form of the attack (reason shown in the matrix).
     None(&'static str),
 }
 
@@ -1736,7 +1736,7 @@ fn run_unit(cfg: Option<Cfg>, metadata: SocketAddr, rows: &[Row]) -> (Vec<Outcom
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README matrix
+// The matrix in docs/SECURITY.md
 // ---------------------------------------------------------------------------------------------
 
 fn show_want(w: Want) -> String {
@@ -1866,7 +1866,7 @@ fn matrix_markdown(rows: &[Row]) -> String {
 
 fn readme_matrix() -> Option<String> {
     let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/SECURITY.md"))
             .ok()?;
     let start = readme.find(MARK_START)?;
     let end = readme[start..].find(MARK_END)? + start + MARK_END.len();
@@ -1985,7 +1985,7 @@ fn spoofing_matrix() {
     let _ = std::fs::write(&out, &md);
     if readme_matrix().as_deref() != Some(md.as_str()) {
         failures.push(format!(
-            "README.md's matrix (between the spoofing-matrix markers in \"## Security\") is not \
+            "docs/SECURITY.md's matrix (between the spoofing-matrix markers) is not \
              the one these rows generate: paste {}",
             out.display()
         ));

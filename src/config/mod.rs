@@ -33,6 +33,72 @@ pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_ROUTES: usize = 64;
 pub const MAX_WEBHOOKS: usize = 8;
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+pub const MAX_TRUSTED_HOPS: u64 = 32;
+
+/// A numeric field's default and the range it accepts: named once here, and the tables in
+/// docs/CONFIGURATION.md are checked against these by a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+pub const REFRESH_MARGIN_S: Bounds = Bounds {
+    default: 300,
+    min: 1,
+    max: 3000,
+};
+pub const EXPIRY_SKEW_S: Bounds = Bounds {
+    default: 30,
+    min: 1,
+    max: 600,
+};
+pub const MAX_WAIT_MS: Bounds = Bounds {
+    default: 3000,
+    min: 1,
+    max: 60_000,
+};
+pub const FETCH_TIMEOUT_MS: Bounds = Bounds {
+    default: 2000,
+    min: 100,
+    max: 60_000,
+};
+pub const LOCKOUT_MAX_FAILURES: Bounds = Bounds {
+    default: 20,
+    min: 1,
+    max: 10_000,
+};
+pub const LOCKOUT_WINDOW_S: Bounds = Bounds {
+    default: 60,
+    min: 1,
+    max: 86_400,
+};
+pub const LOCKOUT_COOLDOWN_S: Bounds = Bounds {
+    default: 300,
+    min: 1,
+    max: 86_400,
+};
+pub const MAX_BODY_BYTES: Bounds = Bounds {
+    default: DEFAULT_MAX_BODY_BYTES,
+    min: 1,
+    max: MAX_MAX_BODY_BYTES,
+};
+
+impl Bounds {
+    /// `v`, or the default when absent; an error names `field` and the range.
+    fn check(self, field: &str, v: Option<u64>) -> Result<u64, ConfigError> {
+        let v = v.unwrap_or(self.default);
+        if (self.min..=self.max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::at(
+                field,
+                format!("must be {} to {}, got {v}", self.min, self.max),
+            ))
+        }
+    }
+}
 
 /// Reads an environment variable of the Wasm VM (Envoy's `vm_config.environment_variables`).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -150,16 +216,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         }
     }
     let routes = raw.routes.as_ref().map(compile_routes).transpose()?;
-    let max_body_bytes = match raw.max_body_bytes {
-        None => DEFAULT_MAX_BODY_BYTES,
-        Some(n) if (1..=MAX_MAX_BODY_BYTES).contains(&n) => n,
-        Some(n) => {
-            return Err(ConfigError::at(
-                "max_body_bytes",
-                format!("must be 1 to {MAX_MAX_BODY_BYTES}, got {n}"),
-            ))
-        }
-    };
+    let max_body_bytes = MAX_BODY_BYTES.check("max_body_bytes", raw.max_body_bytes)?;
     let mut taken: Vec<(&str, String)> = keys
         .headers
         .iter()
@@ -429,21 +486,15 @@ fn compile_webhooks(
 }
 
 fn compile_lockout(raw: &RawLockout) -> Result<LockoutRule, ConfigError> {
-    let num = |field: &str, v: Option<u64>, default: u64, hi: u64| -> Result<u32, ConfigError> {
-        let v = v.unwrap_or(default);
-        if (1..=hi).contains(&v) {
-            u32::try_from(v).map_err(|_| ConfigError::at(format!("lockout.{field}"), "too large"))
-        } else {
-            Err(ConfigError::at(
-                format!("lockout.{field}"),
-                format!("must be 1 to {hi}, got {v}"),
-            ))
-        }
+    let num = |bounds: Bounds, field: &str, v: Option<u64>| -> Result<u32, ConfigError> {
+        let field = format!("lockout.{field}");
+        let v = bounds.check(&field, v)?;
+        u32::try_from(v).map_err(|_| ConfigError::at(field, "too large"))
     };
     Ok(LockoutRule {
-        max_failures: num("max_failures", raw.max_failures, 20, 10_000)?,
-        window_s: num("window_s", raw.window_s, 60, 86_400)?,
-        cooldown_s: num("cooldown_s", raw.cooldown_s, 300, 86_400)?,
+        max_failures: num(LOCKOUT_MAX_FAILURES, "max_failures", raw.max_failures)?,
+        window_s: num(LOCKOUT_WINDOW_S, "window_s", raw.window_s)?,
+        cooldown_s: num(LOCKOUT_COOLDOWN_S, "cooldown_s", raw.cooldown_s)?,
     })
 }
 
@@ -550,7 +601,7 @@ fn compile_client_ip(raw: Option<&RawClientIp>) -> Result<ClientIpRule, ConfigEr
             "client_ip.trusted_hops",
             "only applies to `\"from\": \"x-forwarded-for\"`",
         )),
-        ("x-forwarded-for", Some(n)) if (1..=32).contains(&n) => {
+        ("x-forwarded-for", Some(n)) if (1..=MAX_TRUSTED_HOPS).contains(&n) => {
             let trusted_hops = u8::try_from(n)
                 .map_err(|_| ConfigError::at("client_ip.trusted_hops", "too large"))?;
             Ok(ClientIpRule::ForwardedFor { trusted_hops })
@@ -558,7 +609,7 @@ fn compile_client_ip(raw: Option<&RawClientIp>) -> Result<ClientIpRule, ConfigEr
         ("x-forwarded-for", Some(n)) => Err(ConfigError::at(
             "client_ip.trusted_hops",
             format!(
-                "must be 1 to 32 (the number of proxies that append to X-Forwarded-For), got {n}"
+                "must be 1 to {MAX_TRUSTED_HOPS} (the number of proxies that append to X-Forwarded-For), got {n}"
             ),
         )),
         ("x-forwarded-for", None) => Err(ConfigError::at(
@@ -631,23 +682,11 @@ fn compile_upstream(raw: &RawUpstreamToken) -> Result<UpstreamToken, ConfigError
         None => DEFAULT_METADATA_PATH.to_owned(),
         Some(p) => fields::url_path(p).map_err(|m| ConfigError::at(at("path"), m))?,
     };
-    let num =
-        |field: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| -> Result<u64, ConfigError> {
-            let v = v.unwrap_or(default);
-            if (lo..=hi).contains(&v) {
-                Ok(v)
-            } else {
-                Err(ConfigError::at(
-                    at(field),
-                    format!("must be {lo} to {hi}, got {v}"),
-                ))
-            }
-        };
     let timing = Timing {
-        refresh_margin_s: num("refresh_margin_s", raw.refresh_margin_s, 300, 1, 3000)?,
-        expiry_skew_s: num("expiry_skew_s", raw.expiry_skew_s, 30, 1, 600)?,
-        max_wait_ms: num("max_wait_ms", raw.max_wait_ms, 3000, 1, 60_000)?,
-        fetch_timeout_ms: num("fetch_timeout_ms", raw.fetch_timeout_ms, 2000, 100, 60_000)?,
+        refresh_margin_s: REFRESH_MARGIN_S.check(&at("refresh_margin_s"), raw.refresh_margin_s)?,
+        expiry_skew_s: EXPIRY_SKEW_S.check(&at("expiry_skew_s"), raw.expiry_skew_s)?,
+        max_wait_ms: MAX_WAIT_MS.check(&at("max_wait_ms"), raw.max_wait_ms)?,
+        fetch_timeout_ms: FETCH_TIMEOUT_MS.check(&at("fetch_timeout_ms"), raw.fetch_timeout_ms)?,
     };
     if timing.expiry_skew_s >= timing.refresh_margin_s {
         return Err(ConfigError::at(

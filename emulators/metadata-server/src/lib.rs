@@ -1,5 +1,5 @@
 //! Emulates the GCP metadata server's identity-token endpoint, with fault knobs,
-//! for bcsp-guard's tests and `make run`. See README.md.
+//! for bcsp-guard's tests and `make run`. See docs/DEVELOPMENT.md.
 
 mod emulator;
 mod handler;

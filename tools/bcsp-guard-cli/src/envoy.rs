@@ -1,5 +1,5 @@
 //! Finding bcsp-guard inside an Envoy YAML: its JSON configuration, the Wasm VM's environment,
-//! and the connection-manager facts the filter relies on (see the README).
+//! and the connection-manager facts the filter relies on (see docs/CONFIGURATION.md and docs/SECURITY.md).
 
 use serde_yaml::{Mapping, Value};
 
