@@ -128,7 +128,7 @@ fn readme_minimal_configuration_compiles() {
     let readme = read("README.md");
     let start = readme.find("```json\n").expect("README has a JSON block") + "```json\n".len();
     let end = start + readme[start..].find("```").expect("closed JSON block");
-    let policy = config::compile(readme[start..end].as_bytes());
+    let policy = config::compile(&readme.as_bytes()[start..end]);
     assert!(
         policy.is_ok(),
         "README's minimal configuration: {:?}",
