@@ -711,7 +711,9 @@ fn docker_compose_matches_its_envoy_config() {
             format!("port {c} published on {ip}: the demo key is public, keep it on loopback")
         });
     }
-    let (_, admin_port) = envoy_cfg.admin_addr();
+    let Admin::Tcp(_, admin_port) = envoy_cfg.admin() else {
+        panic!("deploy/compose/envoy.yaml: the healthcheck needs admin on a TCP port");
+    };
     check(
         &mut problems,
         !ports.iter().any(|(_, c)| *c == admin_port),
