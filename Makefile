@@ -97,7 +97,7 @@ check-deploy: fetch $(ENVOY) wasm
 	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy
+	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy --test deploy_recipes
 
 clean:
 	cargo clean

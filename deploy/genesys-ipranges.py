@@ -4,10 +4,13 @@
     deploy/genesys-ipranges.py --api https://api.mypurecloud.com          # your org's region
     GENESYS_TOKEN=... deploy/genesys-ipranges.py --api https://api.mypurecloud.ie
     deploy/genesys-ipranges.py --file ipranges.json --format lines       # a saved reply
+    deploy/genesys-ipranges.py --api ... --format cloud-armor            # one rule per line
 
 Reads GET {api}/api/v2/ipranges ({"entities":[{"cidr","service","region"[,"direction"]}]}),
 keeps the entries of --service (default bot-connector, the service that calls a BCSP),
-and prints them sorted and de-duplicated. The ranges change over time: re-run it and redeploy
+and prints them sorted and de-duplicated. `--format cloud-armor` prints them comma-joined, at
+most 10 per line (Cloud Armor's limit for one rule's --src-ip-ranges): one line per rule, every
+range on exactly one line. The ranges change over time: re-run it and redeploy
 when Genesys announces changes. If your region's API answers 401 without a token, set
 GENESYS_TOKEN to an OAuth client-credentials token of your org (no particular permission).
 Python 3 standard library only.
@@ -21,6 +24,9 @@ import json
 import os
 import sys
 import urllib.request
+
+# Cloud Armor accepts at most this many ranges in one rule's srcIpRanges.
+CLOUD_ARMOR_RANGES_PER_RULE = 10
 
 
 def fetch(api: str, timeout: float) -> dict:
@@ -60,7 +66,7 @@ def main() -> int:
     src.add_argument("--file", help="read a saved /api/v2/ipranges reply instead")
     p.add_argument("--service", default="bot-connector")
     p.add_argument("--direction", help="keep only entries with this direction, if Genesys sends one")
-    p.add_argument("--format", choices=["json", "lines"], default="json")
+    p.add_argument("--format", choices=["json", "lines", "cloud-armor"], default="json")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
     try:
@@ -76,7 +82,13 @@ def main() -> int:
     if not cidrs:
         print(f"genesys-ipranges: no entries for service {a.service!r}", file=sys.stderr)
         return 1
-    print(json.dumps(cidrs) if a.format == "json" else "\n".join(cidrs))
+    if a.format == "json":
+        print(json.dumps(cidrs))
+    elif a.format == "lines":
+        print("\n".join(cidrs))
+    else:
+        n = CLOUD_ARMOR_RANGES_PER_RULE
+        print("\n".join(",".join(cidrs[i : i + n]) for i in range(0, len(cidrs), n)))
     return 0
 
 

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 /// Ceiling on the release module: well under the 2 MiB Service Extensions allows for module plus
 /// configuration.
 const WASM_CEILING: u64 = 1024 * 1024;
-/// Service Extensions' limit for module plus plugin configuration.
+/// Service Extensions' cap on module plus plugin configuration, held at the 2 MiB Google's
+/// limits page gave before it raised the cap to 5 MiB: the stricter figure keeps older notes true.
 const SERVICE_EXTENSIONS_LIMIT: u64 = 2 * 1024 * 1024;
 /// The filter's root id in every Envoy config and manifest.
 const ROOT_ID: &str = "bcsp_guard";
@@ -187,8 +188,12 @@ impl EnvoyDoc {
             u64_at(&self.v, &format!("{sa}/port_value"), &self.file),
         )
     }
-    fn admin_addr(&self) -> (String, u64) {
-        (
+    /// Where admin listens: a TCP address, or a unix socket path (`pipe`).
+    fn admin(&self) -> Admin {
+        if let Some(path) = self.v.pointer("/admin/address/pipe/path") {
+            return Admin::Pipe(path.as_str().unwrap_or_default().to_string());
+        }
+        Admin::Tcp(
             str_at(&self.v, "/admin/address/socket_address/address", &self.file).to_string(),
             u64_at(
                 &self.v,
@@ -248,6 +253,11 @@ impl EnvoyDoc {
             u64_at(cluster, &format!("{sa}/port_value"), &self.file),
         )
     }
+}
+
+enum Admin {
+    Tcp(String, u64),
+    Pipe(String),
 }
 
 /// Seconds of an Envoy duration string such as `30s`.
@@ -443,10 +453,14 @@ fn envoy_configs_keep_the_safety_rules() {
     for case in envoy_cases() {
         let doc = EnvoyDoc::load(case.file);
         let f = case.file;
-        let (admin_ip, _) = doc.admin_addr();
-        check(&mut problems, is_loopback(&admin_ip), || {
-            format!("{f}: admin on {admin_ip}, not loopback")
-        });
+        match doc.admin() {
+            Admin::Tcp(ip, _) => check(&mut problems, is_loopback(&ip), || {
+                format!("{f}: admin on {ip}, not loopback")
+            }),
+            Admin::Pipe(path) => check(&mut problems, path.starts_with('/'), || {
+                format!("{f}: admin socket path {path:?} must be absolute")
+            }),
+        }
         let (ip, port) = doc.listener_addr();
         check(
             &mut problems,
@@ -698,7 +712,9 @@ fn docker_compose_matches_its_envoy_config() {
             format!("port {c} published on {ip}: the demo key is public, keep it on loopback")
         });
     }
-    let (_, admin_port) = envoy_cfg.admin_addr();
+    let Admin::Tcp(_, admin_port) = envoy_cfg.admin() else {
+        panic!("deploy/compose/envoy.yaml: the healthcheck needs admin on a TCP port");
+    };
     check(
         &mut problems,
         !ports.iter().any(|(_, c)| *c == admin_port),
@@ -1196,6 +1212,22 @@ fn cloud_run_manifests_match_their_envoy_configs() {
     report("Cloud Run", problems);
 }
 
+/// `GET path` over a unix socket; the raw reply, or "" when nothing answers yet.
+fn unix_get(socket: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -1228,13 +1260,19 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
     let rel = "deploy/cloud-run/sidecar/envoy.yaml";
     let secret = "sidecar-test-secret";
     let upstream = harness::Recorder::start();
-    let (listen, admin) = (free_port(), free_port());
+    let listen = free_port();
     let doc = EnvoyDoc::load(rel);
+    let Admin::Pipe(shipped_socket) = doc.admin() else {
+        panic!("{rel}: admin must be a unix socket");
+    };
     let genesys = doc.plugin()["allow_cidrs"][0]
         .as_str()
         .and_then(|c| c.split('/').next())
         .expect("an allow_cidrs entry")
         .to_string();
+    let dir = TempDir::new("sidecar");
+    // Unix socket paths are short (108 bytes): the temp dir stays well inside that.
+    let admin_socket = dir.path().join("admin.sock");
     let text = read(rel);
     let edits = [
         (
@@ -1246,8 +1284,8 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
             format!("address: 127.0.0.1, port_value: {listen}"),
         ),
         (
-            "port_value: 9901".to_string(),
-            format!("port_value: {admin}"),
+            format!("path: {shipped_socket} "),
+            format!("path: {} ", admin_socket.display()),
         ),
         (
             "address: 127.0.0.1, port_value: 8888".to_string(),
@@ -1264,7 +1302,6 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
         );
         edited = edited.replace(from.as_str(), to);
     }
-    let dir = TempDir::new("sidecar");
     let cfg = dir.path().join("envoy.yaml");
     let log = dir.path().join("envoy.log");
     std::fs::write(&cfg, edited).expect("write config");
@@ -1284,7 +1321,6 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
         log,
         _dir: dir,
     };
-    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(st)) = envoy.child.try_wait() {
@@ -1293,7 +1329,8 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
                 tail(&std::fs::read_to_string(&envoy.log).unwrap_or_default(), 20)
             );
         }
-        if harness::get(admin_addr, "/ready", &[]).is_ok_and(|r| r.status == 200) {
+        // Admin answers on the shipped unix socket (moved into the temp dir).
+        if unix_get(&admin_socket, "/ready").starts_with("HTTP/1.1 200") {
             break;
         }
         assert!(Instant::now() < deadline, "Envoy not ready within 20 s");
@@ -1342,6 +1379,20 @@ fn cloud_run_sidecar_config_admits_genesys_behind_the_front_end() {
             );
         }
     }
+    // A header name with `_` (which CGI-style servers read as `-`) is refused by Envoy itself.
+    let before = upstream.count();
+    let reply = harness::request("GET", "/botconnector/bots")
+        .to(to)
+        .header("x-forwarded-for", &genesys)
+        .header("x-bcsp-key", secret)
+        .header("x_bcsp_key_id", "forged")
+        .send();
+    check(&mut problems, reply.status == 400, || {
+        format!("underscore header: status {}, expected 400", reply.status)
+    });
+    check(&mut problems, upstream.count() == before, || {
+        "a request with an underscore header reached the BCSP".into()
+    });
     report("sidecar config behind Cloud Run's front end", problems);
 }
 
@@ -1770,9 +1821,6 @@ fn release_script_builds_a_valid_module_and_oci_layout() {
 // Prometheus alerts
 // ---------------------------------------------------------------------------------------------
 
-/// A metric the alert rules may name before the filter exports it (named in alerts.yaml).
-const PLANNED_METRICS: &[&str] = &["bcsp_guard_key_days_left_min"];
-
 fn promtool() -> PathBuf {
     if let Some(p) = std::env::var_os("BCSP_GUARD_PROMTOOL").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
@@ -1857,11 +1905,9 @@ fn alert_rules_name_real_metrics() {
                     || format!("{file}: no served metric starts with {t} (in {expr:?})"),
                 );
             } else {
-                check(
-                    &mut problems,
-                    served.contains(t) || PLANNED_METRICS.contains(&t),
-                    || format!("{file}: {t} is not served by Envoy (in {expr:?})"),
-                );
+                check(&mut problems, served.contains(t), || {
+                    format!("{file}: {t} is not served by Envoy (in {expr:?})")
+                });
             }
         }
         // reason="x" / reason!="x" name the suffix of a bcsp_guard_denied_x counter.
