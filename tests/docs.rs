@@ -243,3 +243,62 @@ fn relative_links_resolve() {
     }
     assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
 }
+
+/// Every metric the filter defines (with every feature on) has a row in docs/OPERATIONS.md's
+/// counters table, and every row names a metric the filter defines.
+#[test]
+fn counters_table_lists_exactly_the_metrics_defined() {
+    use bcsp_guard::host::metrics::{Kind, Stats, PREFIX};
+    let everything = br#"{
+        "keys": [{"id": "k1", "sha256": "0fefc1b27100e636d38ff6bc989040691f4a48220d8bc2183b6bbcfd001524c7",
+                  "not_after": "2099-01-01T00:00:00Z"}],
+        "allow_cidrs": ["10.0.0.0/8"],
+        "upstream_token": {"cluster": "gcp_metadata", "audience": "https://bcsp.example"},
+        "routes": {"preset": "digital-bot-connector-v2", "base_path": "/botconnector"},
+        "webhooks": [{"path_prefix": "/openmessaging", "secret": "0123456789abcdef0123"}],
+        "lockout": {}
+    }"#;
+    let policy = config::compile(everything).expect("the all-features policy compiles");
+    let mut defined = std::collections::BTreeSet::new();
+    Stats::define(&policy, |kind, name| {
+        let name = name.replace(".k1.", ".<id>.");
+        defined.insert(match kind {
+            Kind::Counter => name,
+            Kind::Gauge => format!("{name} (gauge)"),
+        });
+        None
+    });
+    let md = read("docs/OPERATIONS.md");
+    let section = md
+        .split("\n## ")
+        .find(|s| s.starts_with("Counters"))
+        .expect("docs/OPERATIONS.md has a Counters section");
+    let mut documented = std::collections::BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cell = line.trim_matches('|').split(" | ").next().unwrap_or("");
+        let gauge = cell.contains("(gauge)");
+        // `bcsp_guard.a.b` / `c.d`: the second name shares the prefix.
+        for name in cell
+            .split('/')
+            .map(|n| n.trim().trim_end_matches("(gauge)").trim())
+        {
+            let name = name.trim_matches('`');
+            let full = if name.starts_with(PREFIX) {
+                name.to_string()
+            } else {
+                format!("{PREFIX}{name}")
+            };
+            documented.insert(if gauge {
+                format!("{full} (gauge)")
+            } else {
+                full
+            });
+        }
+    }
+    let missing: Vec<_> = defined.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&defined).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/OPERATIONS.md counters table: undocumented {missing:?}, not defined {stale:?}"
+    );
+}
