@@ -5,6 +5,7 @@
 
 use bcsp_guard::config;
 use bcsp_guard::host::header_map;
+use bcsp_guard::policy::client_ip::{Cidr, CidrSet};
 use bcsp_guard::policy::decide::{decide, Decision, RequestView};
 use bcsp_guard::policy::keys::SecretHash;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -98,5 +99,48 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// `n` disjoint, non-adjacent IPv4 /24s (every other /24 from 10.0.0.0), so none merge.
+fn allowlist(n: u32) -> CidrSet {
+    CidrSet::new(
+        (0..n)
+            .map(|i| Cidr::V4 {
+                net: 0x0A00_0000 + (i * 2 << 8),
+                prefix: 24,
+            })
+            .collect(),
+    )
+}
+
+/// The allowlist lookup alone at the sizes the scaling table uses; the client sits in the
+/// prefix configured last (the worst place for a scan), or in none.
+fn cidr_lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cidr_lookup");
+    for n in [20u32, 2_000, 10_000] {
+        let set = allowlist(n);
+        let last = std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            0x0A00_0000 + ((n - 1) * 2 << 8) + 7,
+        ));
+        let miss = std::net::IpAddr::from(std::net::Ipv4Addr::new(203, 0, 113, 9));
+        assert!(set.contains(last) && !set.contains(miss) && set.ranges() == n as usize);
+        g.bench_function(format!("{n}_prefixes_hit_last"), |b| {
+            b.iter(|| black_box(set.contains(black_box(last))))
+        });
+        g.bench_function(format!("{n}_prefixes_miss"), |b| {
+            b.iter(|| black_box(set.contains(black_box(miss))))
+        });
+        // What the allowlist cost before it was compiled: every entry tested in turn.
+        let scan: Vec<Cidr> = (0..n)
+            .map(|i| Cidr::V4 {
+                net: 0x0A00_0000 + (i * 2 << 8),
+                prefix: 24,
+            })
+            .collect();
+        g.bench_function(format!("{n}_prefixes_hit_last_linear_scan"), |b| {
+            b.iter(|| black_box(scan.iter().any(|c| c.contains(black_box(last)))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, cidr_lookup);
 criterion_main!(benches);

@@ -41,7 +41,7 @@ fn the_chosen_services_and_regions_join_allow_cidrs() {
     }
     let log = stack.envoy.settled_log();
     assert!(
-        log.contains("ip allowlist: 2 CIDRs (1 from genesys_ip_ranges (services bot-connector; regions us-east-1))"),
+        log.contains("ip allowlist: 2 CIDRs (1 from genesys_ip_ranges (services bot-connector; regions us-east-1); 2 ranges once merged)"),
         "{log}"
     );
 }

@@ -101,27 +101,94 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The allowlist, compiled once: every entry becomes an inclusive address range, and ranges
+/// that overlap or touch are merged, so a lookup is one binary search whatever the list's
+/// length (Genesys's ranges for several regions plus a customer's own run to thousands).
 #[derive(Clone, Debug, Default)]
 pub struct CidrSet {
-    cidrs: Vec<Cidr>,
+    /// Entries as configured, before merging (what the startup summary reports).
+    configured: usize,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
 }
 
 impl CidrSet {
     pub fn new(cidrs: Vec<Cidr>) -> CidrSet {
-        CidrSet { cidrs }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for c in &cidrs {
+            match *c {
+                Cidr::V4 { net, prefix } => v4.push((net, net | !mask32(prefix))),
+                Cidr::V6 { net, prefix } => v6.push((net, net | !mask128(prefix))),
+            }
+        }
+        CidrSet {
+            configured: cidrs.len(),
+            v4: merged(v4),
+            v6: merged(v6),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cidrs.is_empty()
+        self.configured == 0
     }
 
+    /// Entries as configured.
     pub fn len(&self) -> usize {
-        self.cidrs.len()
+        self.configured
+    }
+
+    /// Ranges left after overlapping, duplicate and adjacent entries were merged.
+    pub fn ranges(&self) -> usize {
+        self.v4.len() + self.v6.len()
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.cidrs.iter().any(|c| c.contains(ip))
+        match canonical(ip) {
+            IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => in_ranges(&self.v6, u128::from(a)),
+        }
+    }
+}
+
+/// Sorted, disjoint, non-adjacent inclusive ranges covering exactly the input's union.
+fn merged<T: Copy + Ord + CheckedNext>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match out.last_mut() {
+            // Overlapping or adjacent (`start` right after `last.1`): extend.
+            Some(last) if last.1.checked_next().is_none_or(|after| start <= after) => {
+                last.1 = last.1.max(end);
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+fn in_ranges<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
+    // The last range starting at or before `x` is the only one that can hold it.
+    let after = ranges.partition_point(|r| r.0 <= x);
+    after
+        .checked_sub(1)
+        .and_then(|i| ranges.get(i))
+        .is_some_and(|r| x <= r.1)
+}
+
+trait CheckedNext: Sized {
+    fn checked_next(self) -> Option<Self>;
+}
+
+impl CheckedNext for u32 {
+    fn checked_next(self) -> Option<u32> {
+        self.checked_add(1)
+    }
+}
+
+impl CheckedNext for u128 {
+    fn checked_next(self) -> Option<u128> {
+        self.checked_add(1)
     }
 }
 
@@ -233,6 +300,61 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn set(list: &[&str]) -> CidrSet {
+        CidrSet::new(list.iter().map(|c| Cidr::parse(c).unwrap()).collect())
+    }
+
+    #[test]
+    fn overlapping_duplicate_and_adjacent_entries_merge() {
+        let s = set(&[
+            "10.0.0.0/8",
+            "10.1.0.0/16",    // inside the /8
+            "10.0.0.0/8",     // duplicate
+            "11.0.0.0/8",     // adjacent: 10/8 and 11/8 become one range
+            "192.168.1.0/24", // apart
+            "2001:db8::/32",
+            "2001:db8:1::/48", // inside
+        ]);
+        assert_eq!(s.len(), 7, "the summary counts entries as configured");
+        assert_eq!(s.ranges(), 3);
+        for (a, want) in [
+            ("10.0.0.0", true),
+            ("11.255.255.255", true),
+            ("12.0.0.0", false),
+            ("9.255.255.255", false),
+            ("192.168.1.255", true),
+            ("192.168.2.0", false),
+            ("2001:db8:ffff::1", true),
+            ("2001:db9::", false),
+            ("::ffff:11.1.2.3", true),
+        ] {
+            assert_eq!(s.contains(ip(a)), want, "{a}");
+        }
+    }
+
+    #[test]
+    fn ranges_at_the_ends_of_the_address_space_do_not_wrap() {
+        let s = set(&[
+            "255.255.255.255/32",
+            "0.0.0.0/32",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+            "::/128",
+        ]);
+        assert_eq!(s.ranges(), 4);
+        assert!(s.contains(ip("255.255.255.255")) && s.contains(ip("0.0.0.0")));
+        assert!(!s.contains(ip("255.255.255.254")) && !s.contains(ip("0.0.0.1")));
+        assert!(s.contains(ip("::")) && !s.contains(ip("::2")));
+        let all = set(&["0.0.0.0/0", "255.0.0.0/8", "::/0"]);
+        assert_eq!(all.ranges(), 2);
+        assert!(all.contains(ip("203.0.113.9")) && all.contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn an_empty_set_holds_nothing() {
+        let s = set(&[]);
+        assert!(s.is_empty() && !s.contains(ip("10.0.0.1")) && !s.contains(ip("::1")));
     }
 
     #[test]

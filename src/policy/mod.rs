@@ -113,8 +113,14 @@ impl Policy {
             }
         };
         let allow = match (&self.allow, &self.ip_ranges) {
-            (Some(set), Some(r)) => format!("{} CIDRs ({r})", set.len()),
-            (Some(set), None) => format!("{} CIDRs", set.len()),
+            (Some(set), Some(r)) => format!(
+                "{} CIDRs ({r}; {} ranges once merged)",
+                set.len(),
+                set.ranges()
+            ),
+            (Some(set), None) => {
+                format!("{} CIDRs ({} ranges once merged)", set.len(), set.ranges())
+            }
             (None, _) => "off (no IP restriction)".to_owned(),
         };
         let token = match &self.upstream_token {
