@@ -104,7 +104,7 @@ fn allowlist(n: u32) -> CidrSet {
     CidrSet::new(
         (0..n)
             .map(|i| Cidr::V4 {
-                net: 0x0A00_0000 + (i * 2 << 8),
+                net: 0x0A00_0000 + ((i * 2) << 8),
                 prefix: 24,
             })
             .collect(),
@@ -118,7 +118,7 @@ fn cidr_lookup(c: &mut Criterion) {
     for n in [20u32, 2_000, 10_000] {
         let set = allowlist(n);
         let last = std::net::IpAddr::from(std::net::Ipv4Addr::from(
-            0x0A00_0000 + ((n - 1) * 2 << 8) + 7,
+            0x0A00_0000 + (((n - 1) * 2) << 8) + 7,
         ));
         let miss = std::net::IpAddr::from(std::net::Ipv4Addr::new(203, 0, 113, 9));
         assert!(set.contains(last) && !set.contains(miss) && set.ranges() == n as usize);
@@ -131,7 +131,7 @@ fn cidr_lookup(c: &mut Criterion) {
         // What the allowlist cost before it was compiled: every entry tested in turn.
         let scan: Vec<Cidr> = (0..n)
             .map(|i| Cidr::V4 {
-                net: 0x0A00_0000 + (i * 2 << 8),
+                net: 0x0A00_0000 + ((i * 2) << 8),
                 prefix: 24,
             })
             .collect();
