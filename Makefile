@@ -86,7 +86,7 @@ demo:
 # `make release`: dist/bcsp_guard.wasm (wasm-opt -Oz when wasm-opt is installed), its SHA-256 and
 # the OCI image layout that Istio's WasmPlugin and Service Extensions pull (deploy/release.sh).
 # `make check-deploy`: installs promtool (Debian package prometheus) if missing, then runs the
-# deployment checks (tests/deploy.rs); `make test` runs them too, and needs promtool for that.
+# deployment checks (tests/deploy/); `make test` runs them too, and needs promtool for that.
 .PHONY: release check-deploy
 release: toolchain $(ENVOY)
 	ENVOY=$(abspath $(ENVOY)) deploy/release.sh
@@ -97,7 +97,7 @@ check-deploy: fetch $(ENVOY) wasm
 	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy --test deploy_recipes
+	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy
 
 clean:
 	cargo clean
