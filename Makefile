@@ -71,7 +71,7 @@ e2e-oldest: $(ENVOY_OLD) wasm
 
 e2e: e2e-latest e2e-oldest
 
-test: toolchain fetch envoy lint size unit check-deploy e2e
+test: toolchain fetch envoy lint size unit promtool e2e
 	@echo "make test: all tiers passed"
 
 run: $(ENVOY) wasm
@@ -82,28 +82,30 @@ run: $(ENVOY) wasm
 demo:
 	scripts/demo.sh
 
-# Deployment (deploy/, docker-compose.yml; issue 4).
+# Deployment (deploy/, docker-compose.yml).
 # `make release`: dist/bcsp_guard.wasm (wasm-opt -Oz when wasm-opt is installed), its SHA-256 and
 # the OCI image layout that Istio's WasmPlugin and Service Extensions pull (deploy/release.sh).
 # `make check-deploy`: installs promtool (Debian package prometheus) if missing, then runs the
-# deployment checks (tests/deploy/); `make test` runs them too, and needs promtool for that.
-.PHONY: release check-deploy
+# deployment checks (tests/deploy/) alone; `make test` runs them under each Envoy release.
+.PHONY: release check-deploy promtool
 release: toolchain $(ENVOY)
 	ENVOY=$(abspath $(ENVOY)) deploy/release.sh
 
-check-deploy: fetch $(ENVOY) wasm
+promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+check-deploy: fetch promtool $(ENVOY) wasm
 	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard --test deploy
 
 clean:
 	cargo clean
 	rm -rf $(VENV) .run dist
 
-# Benchmarks (issue 7): no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
+# Benchmarks: no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
 # plus the policy core under criterion. Writes bench/RESULTS.md; knobs in bench/run.py.
 BENCH_TARGET_DIR := target/bench
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
@@ -122,7 +124,7 @@ bench: $(ENVOY) wasm
 	cargo bench --bench policy --no-run
 	BENCH_ENVOY=$(abspath $(ENVOY)) $(PYTHON) bench/run.py
 
-# Soak (issue 6, docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,
+# Soak (docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,
 # scheduled metadata faults and key rotations by listener reload; asserts and prints a summary.
 # Bounded: SOAK_MINUTES (default 5). Output (summary.json, upstream.jsonl, logs) in target/soak/<N>min/.
 SOAK_MINUTES ?= 5
@@ -133,7 +135,7 @@ soak: toolchain $(ENVOY)
 	$(PYTHON) soak/soak.py --minutes $(SOAK_MINUTES) --envoy $(abspath $(ENVOY)) \
 	  --wasm $(abspath $(WASM)) --emulator $(abspath target/release/metadata-emulator) --out target/soak/$(SOAK_MINUTES)min
 
-# Fuzzing (issue 6): every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (default 60), one
+# Fuzzing: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (default 60), one
 # after another on one core; installs a nightly toolchain and cargo-fuzz when missing.
 # Prints executions, corpus size and findings per target (docs/FUZZING.md).
 FUZZ_SECONDS ?= 60
