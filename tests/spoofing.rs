@@ -841,8 +841,9 @@ fn rows() -> Vec<Row> {
     r.push(row(Body, "chunk size overflow",
         req("POST", msgs).raw_h1(format!("POST {msgs} HTTP/1.1\r\nhost: bcsp.test\r\nx-bcsp-key: {KEY}\r\n\
             content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
-            ffffffffffffffffff\r\n{{}}\r\n0\r\n\r\n")), E400)
-        .no_h2("HTTP/2 has no chunked encoding"));
+            ffffffffffffffffff\r\n{{}}\r\n0\r\n\r\n")), Cut(400))
+        .no_h2("HTTP/2 has no chunked encoding")
+        .note("a keyed request streams: its headers may go upstream before Envoy's codec fails on the body"));
     r.push(row(Body, "POST that is not JSON", req("POST", msgs).key().h("content-type", "text/plain")
         .raw_h1(format!("POST {msgs} HTTP/1.1\r\nhost: bcsp.test\r\nx-bcsp-key: {KEY}\r\n\
             content-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")), Deny(415))

@@ -159,7 +159,11 @@ fn cases() -> Vec<Case> {
             expect: true,
             ..case("valid, expect: 100-continue", Sig::Good, 200)
         },
-        slow(case("valid, slow body (5 parts, 300 ms apart)", Sig::Good, 200)),
+        slow(case(
+            "valid, slow body (5 parts, 300 ms apart)",
+            Sig::Good,
+            200,
+        )),
         case("missing signature", Sig::Missing, 401),
         case("wrong signature", Sig::Wrong, 401),
         chunked(case("wrong signature, chunked", Sig::Wrong, 401)),
@@ -193,7 +197,10 @@ fn send(addr: std::net::SocketAddr, proto: Proto, c: &Case, id: &str) -> Seen {
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("x-request-id".to_string(), id.to_string()),
-        ("authorization".to_string(), "Bearer caller-chosen".to_string()),
+        (
+            "authorization".to_string(),
+            "Bearer caller-chosen".to_string(),
+        ),
     ];
     let sig = match c.sig {
         Sig::Good => Some(signature(OM_SECRET, &body)),
@@ -285,7 +292,8 @@ fn run(t: &Tapped, proto: Proto, c: &Case) -> Result<String, String> {
     let (bytes, whole, started) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     let shown = format!(
         "caller {}{} | upstream: {whole} request(s), {bytes} bytes on the wire",
-        seen.status.map_or("no reply".to_string(), |s| s.to_string()),
+        seen.status
+            .map_or("no reply".to_string(), |s| s.to_string()),
         if seen.interim.is_empty() {
             String::new()
         } else {
@@ -302,7 +310,10 @@ fn run(t: &Tapped, proto: Proto, c: &Case) -> Result<String, String> {
             return fail("want the whole body upstream, once".into());
         }
         if got.header("x-request-id") != Some(id.as_str()) {
-            return fail(format!("upstream x-request-id {:?}", got.header("x-request-id")));
+            return fail(format!(
+                "upstream x-request-id {:?}",
+                got.header("x-request-id")
+            ));
         }
         let auth = got.headers_named("authorization");
         let ours = auth.len() == 1
@@ -322,7 +333,9 @@ fn run(t: &Tapped, proto: Proto, c: &Case) -> Result<String, String> {
             ));
         }
         if bytes != 0 || whole != 0 || started != 0 {
-            return fail(format!("the upstream saw something (router started {started})"));
+            return fail(format!(
+                "the upstream saw something (router started {started})"
+            ));
         }
     }
     Ok(shown)
@@ -382,15 +395,21 @@ fn without_the_flag_a_delivery_fails_closed_quickly_and_the_log_names_the_flag()
                     c.name,
                     took.as_millis()
                 ),
-                Ok(shown) => failures.push(format!("{} over {proto:?} took {took:?}: {shown}", c.name)),
+                Ok(shown) => {
+                    failures.push(format!("{} over {proto:?} took {took:?}: {shown}", c.name))
+                }
                 Err(e) => failures.push(format!("{} over {proto:?}: {e}", c.name)),
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let log = t.envoy.wait_for_log("set allow_on_headers_stop_iteration: true");
+    let log = t
+        .envoy
+        .wait_for_log("set allow_on_headers_stop_iteration: true");
     assert!(
-        log.contains("set allow_on_headers_stop_iteration: true in this filter's Wasm plugin config"),
+        log.contains(
+            "set allow_on_headers_stop_iteration: true in this filter's Wasm plugin config"
+        ),
         "{}",
         log
     );
@@ -401,4 +420,50 @@ fn without_the_flag_a_delivery_fails_closed_quickly_and_the_log_names_the_flag()
         .header("x-bcsp-key", KEY)
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A sender that stops half-way is not held forever: 408 at the filter's 10 s deadline, and
+/// the upstream never hears of it.
+#[test]
+fn a_delivery_whose_body_stalls_gets_408_at_the_deadline() {
+    use std::io::{Read, Write};
+    let metadata = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    let t = Tapped::start(&config(&metadata));
+    let body = event(900);
+    let id = rid("stall");
+    let head = format!(
+        "POST /openmessaging HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
+         x-request-id: {id}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
+        signature(OM_SECRET, &body),
+        body.len()
+    );
+    let before = t.upstream_mark();
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(t.envoy.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..300]).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(2).any(|w| w == b"}\n") && !got.ends_with(b"}") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\":\"request_timeout\""), "{text}");
+    assert!(text.contains(&id), "{text}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(13),
+        "answered after {took:?}"
+    );
+    assert_eq!(t.upstream_mark(), before, "the upstream saw something");
+    eprintln!(
+        "MATRIX | {} | stalled body (300 of 900 bytes) | H1 | caller 408 after {} ms | upstream: nothing",
+        t.release,
+        took.as_millis()
+    );
 }

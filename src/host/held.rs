@@ -62,7 +62,11 @@ impl Held {
 
     /// A body callback reached this filter: the host honours the pause.
     pub fn saw_body(&mut self, context_id: u32) {
-        for e in self.entries.iter_mut().filter(|e| e.context_id == context_id) {
+        for e in self
+            .entries
+            .iter_mut()
+            .filter(|e| e.context_id == context_id)
+        {
             e.body_seen = true;
         }
     }
@@ -107,8 +111,7 @@ impl Held {
     /// Takes out a delivery the host received body bytes for that never reached this filter.
     pub fn take_if_withheld(&mut self, context_id: u32, size_now: Option<u64>) -> Option<Expired> {
         let i = self.entries.iter().position(|e| {
-            e.context_id == context_id
-                && withheld(e.size_at_headers, size_now, e.body_seen)
+            e.context_id == context_id && withheld(e.size_at_headers, size_now, e.body_seen)
         })?;
         let e = self.entries.remove(i);
         Some(Expired {

@@ -3,6 +3,7 @@
 //! route → body limits → strip, stamp, inject or reply.
 
 use super::header_map;
+use super::held::HoldEnd;
 use super::metrics::Stats;
 use super::reply::Reply;
 use crate::config::fields::printable as fields_printable;
@@ -16,7 +17,6 @@ use crate::policy::routes::{clean_path, is_json_media_type, RouteMatch};
 use crate::policy::webhook::SignatureError;
 use crate::policy::Policy;
 use crate::token::plan::Missing;
-use super::held::HoldEnd;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,7 +280,11 @@ pub fn on_request_body<H: RequestHost>(
             request_id,
             held,
         } => {
-            *seen = if *held { size } else { seen.saturating_add(size) };
+            *seen = if *held {
+                size
+            } else {
+                seen.saturating_add(size)
+            };
             if *seen > policy.max_body_bytes {
                 // Cut off mid-stream: Envoy resets the upstream request and answers 413.
                 let id = request_id.take();
@@ -321,8 +325,7 @@ pub fn on_request_body<H: RequestHost>(
                 downstream: None,
                 now_ms: host.now_ms(),
             };
-            if view.header(":path").is_none() || host.property(&["upstream", "address"]).is_some()
-            {
+            if view.header(":path").is_none() || host.property(&["upstream", "address"]).is_some() {
                 headers_went_ahead(host, guard, p.request_id.as_deref());
                 return Outcome::Replied;
             }
@@ -351,12 +354,7 @@ static WARNED_BODY_WITHHELD: AtomicBool = AtomicBool::new(false);
 /// A held delivery that ends unverified: its headers never left, and now never will.
 /// `Withheld` and `NoBody` are what a plugin config without `allow_on_headers_stop_iteration`
 /// produces (Envoy then passes no body while the headers are held); the log says so.
-pub fn end_hold<H: RequestHost>(
-    host: &H,
-    guard: &Guard,
-    request_id: Option<&str>,
-    why: HoldEnd,
-) {
+pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>, why: HoldEnd) {
     host.increment(guard.stats.denied_webhook_incomplete);
     let id = request_id.map_or_else(|| "-".to_owned(), fields_printable);
     let secs = super::held::BODY_DEADLINE_MS / 1000;
@@ -479,10 +477,7 @@ fn too_large_webhook<H: RequestHost>(
         .webhooks
         .get(pending.index)
         .map_or("?", |w| w.path_prefix.as_str());
-    let why = format!(
-        "{} on {prefix}",
-        SignatureError::BodyTooLarge.describe()
-    );
+    let why = format!("{} on {prefix}", SignatureError::BodyTooLarge.describe());
     Refusal::new(&why, pending.client, guard.stats.denied_body_too_large).send(
         host,
         guard,

@@ -206,8 +206,8 @@ impl Root {
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
-            let size = abi::get_property(&["request", "total_size"])
-                .and_then(|b| held::size_property(&b));
+            let size =
+                abi::get_property(&["request", "total_size"]).and_then(|b| held::size_property(&b));
             if let Ok(mut b) = book.try_borrow_mut() {
                 ended.extend(b.take_if_withheld(context_id, size));
             }
@@ -541,8 +541,8 @@ impl HttpContext for Http {
         if let (Outcome::ReadBody, BodyState::Webhook(p)) = (&step.outcome, &self.body) {
             // The size now, to tell later whether the host took in body bytes it never
             // passed on to this filter.
-            let size = abi::get_property(&["request", "total_size"])
-                .and_then(|b| held::size_property(&b));
+            let size =
+                abi::get_property(&["request", "total_size"]).and_then(|b| held::size_property(&b));
             if let Some(Ok(mut b)) = self.held.as_ref().map(|h| h.try_borrow_mut()) {
                 b.add(self.id, now_ms(), p.request_id.clone(), size);
             }

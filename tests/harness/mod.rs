@@ -18,6 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod wire;
+#[allow(unused_imports)] // not every suite uses the wire helpers
 pub use wire::*;
 
 /// How long Envoy may take to become LIVE, or to exit on a bad config.

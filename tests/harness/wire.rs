@@ -273,7 +273,7 @@ pub fn h2_send(addr: SocketAddr, from: Option<IpAddr>, req: &H2Request) -> H2Rep
     reply
 }
 
-/// Reads one frame; answers SETTINGS and PING. `Ok(None)`: a frame for nobody in particular.
+/// Reads one frame; answers SETTINGS and PING on the way.
 fn next_frame(s: &mut TcpStream) -> std::io::Result<(u8, u8, u32, Vec<u8>)> {
     let mut head = [0u8; 9];
     s.read_exact(&mut head)?;
@@ -370,8 +370,7 @@ fn h2_exchange(
             std::thread::sleep(req.gap);
         }
         let last = i + 1 == req.data.len();
-        if s
-            .write_all(&frame(DATA, if last { END_STREAM } else { 0 }, 1, d))
+        if s.write_all(&frame(DATA, if last { END_STREAM } else { 0 }, 1, d))
             .is_err()
         {
             break; // the server answered and closed already
@@ -424,7 +423,10 @@ fn h1_exchange(
     use std::fmt::Write as _;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut head = format!("{} {} HTTP/1.1\r\nhost: bcsp.test\r\n", req.method, req.path);
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: bcsp.test\r\n",
+        req.method, req.path
+    );
     for (k, v) in &req.headers {
         let _ = write!(head, "{k}: {v}\r\n");
     }

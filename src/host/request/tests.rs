@@ -618,7 +618,11 @@ fn a_verified_delivery_gets_its_token_only_after_verification_and_may_wait_for_i
     let (host, out) = deliver_with(&g, ports, &headers, body, 3);
     assert_eq!(out, Outcome::Forward);
     assert_eq!(host.header("authorization"), vec!["Bearer tok"]);
-    assert_eq!(ready.asked.borrow().len(), 1, "asked once, after verification");
+    assert_eq!(
+        ready.asked.borrow().len(),
+        1,
+        "asked once, after verification"
+    );
 
     // No token yet: the verified delivery keeps waiting in this filter.
     let later = FakeTokens {
@@ -638,11 +642,18 @@ fn a_verified_delivery_gets_its_token_only_after_verification_and_may_wait_for_i
             deadline_ms: 99
         }
     );
-    assert!(host.header("authorization").is_empty(), "the caller's is gone");
+    assert!(
+        host.header("authorization").is_empty(),
+        "the caller's is gone"
+    );
 
     // A wrong signature never asks for a token.
     let wrong = sign(b"other");
-    let bad = [headers[0], headers[1], ("x-hub-signature-256", wrong.as_str())];
+    let bad = [
+        headers[0],
+        headers[1],
+        ("x-hub-signature-256", wrong.as_str()),
+    ];
     let asked_before = ready.asked.borrow().len();
     let ports = Ports {
         tokens: Some(&ready),
@@ -668,7 +679,14 @@ fn a_host_that_let_the_headers_go_gets_no_verified_body_either() {
         .insert("upstream.address".into(), "10.0.0.1:8080".into());
     let mut step = run(&host, &g, false);
     assert_eq!(step.outcome, Outcome::ReadBody);
-    let out = on_request_body(&host, &g, Ports::default(), &mut step.body, body.len(), true);
+    let out = on_request_body(
+        &host,
+        &g,
+        Ports::default(),
+        &mut step.body,
+        body.len(),
+        true,
+    );
     assert_eq!((out, status(&host)), (Outcome::Replied, Some(503)));
 }
 
@@ -693,7 +711,11 @@ fn held_deliveries_that_end_unverified_get_503_or_408_and_are_counted() {
 #[test]
 fn a_body_held_while_waiting_for_a_token_is_counted_once() {
     let g = guard(&format!(r#"{TOKEN_CFG},"max_body_bytes":100"#));
-    let host = FakeHost::with(&[(":method", "POST"), (":path", "/m"), ("x-bcsp-key", "alpha")]);
+    let host = FakeHost::with(&[
+        (":method", "POST"),
+        (":path", "/m"),
+        ("x-bcsp-key", "alpha"),
+    ]);
     let waiting = FakeTokens {
         value: None,
         missing: Missing::Wait { deadline_ms: 5 },
@@ -706,9 +728,8 @@ fn a_body_held_while_waiting_for_a_token_is_counted_once() {
     let mut step = on_request_headers(&host, &g, ports, false);
     assert!(matches!(step.outcome, Outcome::Wait { .. }));
     // Held: Envoy reports the whole buffered body each time; it stays here.
-    let mut body = |state: &mut BodyState, size, end| {
-        on_request_body(&host, &g, ports, state, size, end)
-    };
+    let body =
+        |state: &mut BodyState, size, end| on_request_body(&host, &g, ports, state, size, end);
     assert_eq!(body(&mut step.body, 60, false), Outcome::ReadBody);
     assert_eq!(body(&mut step.body, 90, false), Outcome::ReadBody);
     // Released (the token came): new chunks stream and add up.
@@ -718,7 +739,11 @@ fn a_body_held_while_waiting_for_a_token_is_counted_once() {
     assert_eq!(status(&host), Some(413));
 
     // Over the limit while still held: 413 at once.
-    let host = FakeHost::with(&[(":method", "POST"), (":path", "/m"), ("x-bcsp-key", "alpha")]);
+    let host = FakeHost::with(&[
+        (":method", "POST"),
+        (":path", "/m"),
+        ("x-bcsp-key", "alpha"),
+    ]);
     let mut step = on_request_headers(&host, &g, ports, false);
     let out = on_request_body(&host, &g, ports, &mut step.body, 101, false);
     assert_eq!((out, status(&host)), (Outcome::Replied, Some(413)));
