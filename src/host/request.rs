@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The calls the request path makes on the proxy; nothing else is needed to admit or deny.
 pub trait RequestHost {
     /// The request headers, serialized as proxy-wasm does ([`header_map::decode`] reads them).
+    /// They stay readable and writable for as long as this filter holds them, body phase
+    /// included; once let go, the host hands out none.
     fn request_headers(&self) -> Vec<u8>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
@@ -32,8 +34,6 @@ pub trait RequestHost {
     fn now_ms(&self) -> i64;
     /// The first `len` bytes of the request body Envoy holds (asked only at end of stream,
     /// after every chunk was buffered).
-    /// Headers stay readable and writable for as long as this filter holds them, body phase
-    /// included.
     fn request_body(&self, len: usize) -> Option<Vec<u8>>;
 }
 
@@ -346,7 +346,12 @@ fn headers_went_ahead<H: RequestHost>(host: &H, guard: &Guard, request_id: Optio
              checked (it ignores a header pause): do not configure webhooks on it"
         );
     }
-    end_hold(host, guard, request_id, HoldEnd::Withheld);
+    host.increment(guard.stats.denied_webhook_incomplete);
+    log::warn!(
+        "bcsp-guard: denied 503 (webhook headers out of reach: the host let them go) request_id={}",
+        request_id.map_or_else(|| "-".to_owned(), fields_printable)
+    );
+    host.send_reply(&Reply::body_unavailable(request_id));
 }
 
 static WARNED_BODY_WITHHELD: AtomicBool = AtomicBool::new(false);
