@@ -1115,10 +1115,12 @@ fn curl_once(addr: SocketAddr, q: &Req, dir: &Path) -> Observed {
     }
 }
 
-/// A minimal HTTP/2 client: exactly the header bytes a row gives, as HPACK literals (no
+/// A minimal HTTP/2 client over the harness's frame helpers: exactly the header bytes a row gives, as HPACK literals (no
 /// indexing, no Huffman), with none of the validation a real client applies.
 mod frames {
     use super::{Body, Observed, Req};
+    use crate::harness::hpack_literal as literal;
+    use crate::harness::{h2_frame as frame, h2_status as status, h2_unpad as unpad};
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::time::Duration;
@@ -1133,114 +1135,6 @@ mod frames {
     const CONTINUATION: u8 = 9;
     const END_STREAM: u8 = 0x1;
     const END_HEADERS: u8 = 0x4;
-    const PADDED: u8 = 0x8;
-    const PRIORITY: u8 = 0x20;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len();
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-
-    fn int(out: &mut Vec<u8>, prefix: u32, mut v: usize) {
-        let max = (1usize << prefix) - 1;
-        if v < max {
-            out.push(v as u8);
-            return;
-        }
-        out.push(max as u8);
-        v -= max;
-        while v >= 128 {
-            out.push((v % 128) as u8 | 0x80);
-            v /= 128;
-        }
-        out.push(v as u8);
-    }
-
-    /// Literal header field without indexing, new name (RFC 7541 6.2.2), raw strings.
-    fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        out.push(0);
-        int(out, 7, name.len());
-        out.extend_from_slice(name);
-        int(out, 7, value.len());
-        out.extend_from_slice(value);
-    }
-
-    fn read_int(b: &[u8], prefix: u32) -> Option<(usize, usize)> {
-        let max = (1usize << prefix) - 1;
-        let v = usize::from(*b.first()?) & max;
-        if v < max {
-            return Some((v, 1));
-        }
-        let (mut v, mut shift, mut i) = (v, 0, 1);
-        loop {
-            let byte = *b.get(i)?;
-            v += usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            i += 1;
-            if byte & 0x80 == 0 {
-                return Some((v, i));
-            }
-        }
-    }
-
-    /// Huffman-coded digits (RFC 7541 Appendix B: '0'-'2' are 5 bits, '3'-'9' 6 bits).
-    fn huffman_digits(s: &[u8]) -> Option<String> {
-        let bits: Vec<u8> = s
-            .iter()
-            .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
-            .collect();
-        let (mut out, mut i) = (String::new(), 0);
-        while i + 5 <= bits.len() {
-            let v5 = bits[i..i + 5].iter().fold(0u8, |a, b| a * 2 + b);
-            if v5 <= 2 {
-                out.push(char::from(b'0' + v5));
-                i += 5;
-            } else if i + 6 <= bits.len() && (0x19..=0x1f).contains(&(v5 * 2 + bits[i + 5])) {
-                out.push(char::from(b'0' + 3 + (v5 * 2 + bits[i + 5] - 0x19)));
-                i += 6;
-            } else {
-                break;
-            }
-        }
-        let pad = &bits[i..];
-        (pad.len() < 8 && pad.iter().all(|&b| b == 1)).then_some(out)
-    }
-
-    /// `:status` from the first field of a response header block (the dynamic table is empty:
-    /// one request per connection).
-    fn status(block: &[u8]) -> Option<u16> {
-        let mut i = 0;
-        loop {
-            let b = *block.get(i)?;
-            if b & 0x80 != 0 {
-                let (idx, _) = read_int(&block[i..], 7)?;
-                return [200, 204, 206, 304, 400, 404, 500]
-                    .get(idx.checked_sub(8)?)
-                    .copied();
-            }
-            if b & 0xe0 == 0x20 {
-                i += read_int(&block[i..], 5)?.1; // dynamic table size update
-                continue;
-            }
-            let prefix = if b & 0x40 != 0 { 6 } else { 4 };
-            let (idx, n) = read_int(&block[i..], prefix)?;
-            if !(8..=14).contains(&idx) {
-                return None;
-            }
-            let rest = &block[i + n..];
-            let (len, m) = read_int(rest, 7)?;
-            let s = rest.get(m..m + len)?;
-            let text = if rest[0] & 0x80 != 0 {
-                huffman_digits(s)?
-            } else {
-                String::from_utf8(s.to_vec()).ok()?
-            };
-            return text.parse().ok();
-        }
-    }
 
     fn error_name(code: u32) -> String {
         const NAMES: [&str; 14] = [
@@ -1262,20 +1156,6 @@ mod frames {
         NAMES
             .get(code as usize)
             .map_or_else(|| format!("error {code}"), |s| s.to_string())
-    }
-
-    /// Strip padding and priority from a HEADERS/DATA payload.
-    fn unpad(kind: u8, flags: u8, p: &[u8]) -> &[u8] {
-        let mut p = p;
-        let mut pad = 0;
-        if flags & PADDED != 0 && !p.is_empty() {
-            pad = usize::from(p[0]);
-            p = &p[1..];
-        }
-        if kind == HEADERS && flags & PRIORITY != 0 {
-            p = p.get(5..).unwrap_or_default();
-        }
-        &p[..p.len().saturating_sub(pad)]
     }
 
     pub fn send(addr: SocketAddr, q: &Req) -> Observed {

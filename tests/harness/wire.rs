@@ -139,7 +139,8 @@ pub struct H2Reply {
     pub detail: String,
 }
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+/// One HTTP/2 frame.
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     f.extend_from_slice(&stream.to_be_bytes());
@@ -162,7 +163,9 @@ fn int(out: &mut Vec<u8>, prefix: u32, mut v: usize) {
     out.push(v as u8);
 }
 
-fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Literal header field without indexing, new name (RFC 7541 6.2.2), raw strings: exactly the
+/// bytes given, none of the validation a real client applies.
+pub fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0);
     int(out, 7, name.len());
     out.extend_from_slice(name);
@@ -213,7 +216,7 @@ fn huffman_digits(s: &[u8]) -> Option<String> {
 
 /// `:status` from the first field of a response header block. Only `:status` is read, so a
 /// literal "with incremental indexing" needs no dynamic table kept for it.
-fn status_of(block: &[u8]) -> Option<u16> {
+pub fn h2_status(block: &[u8]) -> Option<u16> {
     let mut i = 0;
     loop {
         let b = *block.get(i)?;
@@ -244,7 +247,8 @@ fn status_of(block: &[u8]) -> Option<u16> {
     }
 }
 
-fn unpad(kind: u8, flags: u8, p: &[u8]) -> &[u8] {
+/// A HEADERS/DATA payload without its padding and priority fields.
+pub fn h2_unpad(kind: u8, flags: u8, p: &[u8]) -> &[u8] {
     let mut p = p;
     let mut pad = 0;
     if flags & PADDED != 0 && !p.is_empty() {
@@ -283,8 +287,8 @@ fn next_frame(s: &mut TcpStream) -> std::io::Result<(u8, u8, u32, Vec<u8>)> {
     let mut payload = vec![0u8; len];
     s.read_exact(&mut payload)?;
     match kind {
-        SETTINGS if flags & 1 == 0 => s.write_all(&frame(SETTINGS, 1, 0, &[]))?,
-        PING if flags & 1 == 0 => s.write_all(&frame(PING, 1, 0, &payload))?,
+        SETTINGS if flags & 1 == 0 => s.write_all(&h2_frame(SETTINGS, 1, 0, &[]))?,
+        PING if flags & 1 == 0 => s.write_all(&h2_frame(PING, 1, 0, &payload))?,
         _ => {}
     }
     Ok((kind, flags, stream, payload))
@@ -294,7 +298,7 @@ fn next_frame(s: &mut TcpStream) -> std::io::Result<(u8, u8, u32, Vec<u8>)> {
 fn take(reply: &mut H2Reply, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
     match kind {
         HEADERS if stream == 1 => {
-            match status_of(unpad(kind, flags, payload)) {
+            match h2_status(h2_unpad(kind, flags, payload)) {
                 Some(s) if s < 200 => reply.interim.push(s),
                 Some(s) if reply.status.is_none() => reply.status = Some(s),
                 Some(_) => {}
@@ -304,7 +308,7 @@ fn take(reply: &mut H2Reply, kind: u8, flags: u8, stream: u32, payload: &[u8]) -
             flags & END_STREAM != 0
         }
         DATA if stream == 1 => {
-            reply.body.extend_from_slice(unpad(kind, flags, payload));
+            reply.body.extend_from_slice(h2_unpad(kind, flags, payload));
             flags & END_STREAM != 0
         }
         RST_STREAM if stream == 1 => {
@@ -343,15 +347,15 @@ fn h2_exchange(
         (":authority", "bcsp.test"),
         (":path", req.path.as_str()),
     ] {
-        literal(&mut block, n.as_bytes(), v.as_bytes());
+        hpack_literal(&mut block, n.as_bytes(), v.as_bytes());
     }
     for (n, v) in &req.headers {
-        literal(&mut block, n.as_bytes(), v.as_bytes());
+        hpack_literal(&mut block, n.as_bytes(), v.as_bytes());
     }
     let mut out = PREFACE.to_vec();
-    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(h2_frame(SETTINGS, 0, 0, &[]));
     let flags = END_HEADERS | if req.data.is_empty() { END_STREAM } else { 0 };
-    out.extend(frame(HEADERS, flags, 1, &block));
+    out.extend(h2_frame(HEADERS, flags, 1, &block));
     s.write_all(&out)?;
 
     if req.expect_continue && !req.data.is_empty() {
@@ -370,7 +374,7 @@ fn h2_exchange(
             std::thread::sleep(req.gap);
         }
         let last = i + 1 == req.data.len();
-        if s.write_all(&frame(DATA, if last { END_STREAM } else { 0 }, 1, d))
+        if s.write_all(&h2_frame(DATA, if last { END_STREAM } else { 0 }, 1, d))
             .is_err()
         {
             break; // the server answered and closed already
