@@ -1115,8 +1115,9 @@ fn curl_once(addr: SocketAddr, q: &Req, dir: &Path) -> Observed {
     }
 }
 
-/// A minimal HTTP/2 client over the harness's frame helpers: exactly the header bytes a row gives, as HPACK literals (no
-/// indexing, no Huffman), with none of the validation a real client applies.
+/// A minimal HTTP/2 client over the harness's frame helpers: exactly the header bytes a row
+/// gives, as HPACK literals (no indexing, no Huffman), with none of the validation a real
+/// client applies.
 mod frames {
     use super::{Body, Observed, Req};
     use crate::harness::hpack_literal as literal;
