@@ -26,13 +26,13 @@ fn filter(max_body: Option<u64>) -> Value {
     f
 }
 
-/// Envoy as the README configures it for webhooks: the buffer filter after bcsp-guard.
+/// Envoy as the README configures it for webhooks: `allow_on_headers_stop_iteration: true`
+/// (the harness default), no other filter.
 fn stack(max_body: Option<u64>) -> Stack {
     Stack::start(
         &EnvoyConfig::new(filter(max_body))
             .path_normalization(true)
-            .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
-            .buffer_filter(4 * 1024 * 1024),
+            .vm_env("OM_WEBHOOK_SECRET", OM_SECRET),
     )
 }
 
@@ -201,12 +201,12 @@ fn bodies_one_byte_over_max_body_bytes_are_refused_unread() {
     assert_eq!((at_limit.len(), over.len()), (1000, 1001));
     let post = |path: &str| request("POST", path).to(stack.envoy.addr());
 
-    // Webhooks: a body too large to verify is not authenticated.
+    // Webhooks: a body too large to verify is refused unread, 413.
     let r = post("/openmessaging")
         .header("x-hub-signature-256", &signature(OM_SECRET, &over))
         .body("application/json", over.clone())
         .send();
-    assert_eq!(r.status, 401, "reply: {}", r.text());
+    assert_eq!(r.status, 413, "reply: {}", r.text());
     let r = post("/openmessaging")
         .header("x-hub-signature-256", &signature(OM_SECRET, &over))
         .chunked(
@@ -214,7 +214,8 @@ fn bodies_one_byte_over_max_body_bytes_are_refused_unread() {
             over.chunks(400).map(<[u8]>::to_vec).collect(),
         )
         .send();
-    assert_eq!(r.status, 401, "reply: {}", r.text());
+    assert_eq!(r.status, 413, "reply: {}", r.text());
+    assert_eq!(r.json()["error"], "payload_too_large");
     let r = post("/openmessaging")
         .header("x-hub-signature-256", &signature(OM_SECRET, &at_limit))
         .chunked(
@@ -245,7 +246,7 @@ fn bodies_one_byte_over_max_body_bytes_are_refused_unread() {
         .send();
     assert_eq!(r.status, 200, "reply: {}", r.text());
     assert_eq!(stack.upstream.last().body, at_limit);
-    assert_eq!(stack.envoy.counter("bcsp_guard.denied.body_too_large"), 2);
+    assert_eq!(stack.envoy.counter("bcsp_guard.denied.body_too_large"), 4);
     // Only the two bodies at the limit were delivered whole.
     let whole: Vec<usize> = stack
         .upstream
@@ -266,7 +267,6 @@ fn bodies_one_byte_over_max_body_bytes_are_refused_unread() {
 fn the_default_limit_is_enforced_by_the_filter_when_envoy_buffers_more() {
     let cfg = EnvoyConfig::new(filter(None))
         .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
-        .buffer_filter(4 * 1024 * 1024)
         .buffer_limit_bytes(2 * 1024 * 1024);
     let stack = Stack::start(&cfg);
     let over = event(1024 * 1024 + 1);
@@ -276,47 +276,14 @@ fn the_default_limit_is_enforced_by_the_filter_when_envoy_buffers_more() {
         .header("x-hub-signature-256", &signature(OM_SECRET, &over))
         .chunked("application/json", parts)
         .send();
-    assert_eq!(r.status, 401, "reply: {}", r.text());
-    assert_eq!(r.json()["error"], "unauthenticated");
+    assert_eq!(r.status, 413, "reply: {}", r.text());
+    assert_eq!(r.json()["error"], "payload_too_large");
     assert_eq!(stack.upstream.count(), 0);
 }
 
-/// proxy-wasm cannot read a body while it holds the headers, so without the buffer filter the
-/// headers of an unverified delivery go ahead (its body never does); the filter says so.
-#[test]
-fn without_the_buffer_filter_the_body_is_still_held_and_the_log_names_the_fix() {
-    let cfg = EnvoyConfig::new(filter(None)).vm_env("OM_WEBHOOK_SECRET", OM_SECRET);
-    let stack = Stack::start(&cfg);
-    let body = event(900);
-    let r = request("POST", "/openmessaging")
-        .to(stack.envoy.addr())
-        .header(
-            "x-hub-signature-256",
-            &signature("wrong-secret-0123456789", &body),
-        )
-        .chunked(
-            "application/json",
-            body.chunks(300).map(<[u8]>::to_vec).collect(),
-        )
-        .send();
-    assert_eq!(r.status, 401, "reply: {}", r.text());
-    assert_eq!(
-        stack.upstream.count(),
-        0,
-        "the unverified body never goes upstream"
-    );
-    let log = stack
-        .envoy
-        .wait_for_log("put envoy.filters.http.buffer right after bcsp-guard");
-    assert!(
-        log.contains("reached the upstream before its signature was checked"),
-        "{log}"
-    );
-}
-
-/// With `upstream_token`, a verified delivery carries the identity token (set with the headers,
-/// which proxy-wasm cannot change once the body is read); the caller's own is dropped. The first
-/// delivery waits for the first token.
+/// With `upstream_token`, a verified delivery carries the identity token, set once the body is
+/// verified while the headers are still held; the caller's own is dropped. The first delivery
+/// may wait for the first token.
 #[test]
 fn a_verified_delivery_carries_the_identity_token_and_never_the_callers() {
     let emu = metadata_emulator::Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
@@ -330,7 +297,6 @@ fn a_verified_delivery_carries_the_identity_token_and_never_the_callers() {
     );
     let cfg = EnvoyConfig::new(f)
         .vm_env("OM_WEBHOOK_SECRET", OM_SECRET)
-        .buffer_filter(4 * 1024 * 1024)
         .extra_clusters(&cluster);
     let stack = Stack::start(&cfg);
     let body = event(1500);

@@ -33,6 +33,8 @@ pub struct Stats {
     pub denied_media_type: Option<u32>,
     pub denied_body_too_large: Option<u32>,
     pub denied_webhook_signature: Option<u32>,
+    /// Held webhook deliveries whose body never arrived in full (408 / 503).
+    pub denied_webhook_incomplete: Option<u32>,
     pub webhook_accepted: Option<u32>,
     /// 429s while a client is locked out.
     pub denied_locked_out: Option<u32>,
@@ -65,6 +67,7 @@ impl Stats {
         }
         if !policy.webhooks.is_empty() {
             stats.denied_webhook_signature = c("denied.webhook_signature");
+            stats.denied_webhook_incomplete = c("denied.webhook_incomplete");
             stats.webhook_accepted = c("webhook.accepted");
         }
         if policy.lockout.is_some() {

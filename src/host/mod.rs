@@ -2,6 +2,7 @@
 //! proxy-wasm contexts that implement those traits with real host calls.
 
 pub mod header_map;
+pub mod held;
 pub mod lockout;
 pub mod metrics;
 pub mod once;

@@ -9,6 +9,8 @@ pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 pub const TOO_LARGE: &str = "payload_too_large";
 pub const MEDIA_TYPE: &str = "unsupported_media_type";
 pub const LOCKED_OUT: &str = "too_many_failures";
+pub const BODY_UNAVAILABLE: &str = "webhook_body_unavailable";
+pub const REQUEST_TIMEOUT: &str = "request_timeout";
 
 /// A local reply, ready for the host.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,6 +69,27 @@ impl Reply {
             413,
             TOO_LARGE,
             &format!("the request body is larger than {max_body_bytes} bytes"),
+            request_id,
+        )
+    }
+
+    /// A held webhook delivery whose body never reached the filter (a proxy setting is
+    /// missing); 5xx so that the sender retries once it is fixed.
+    pub fn body_unavailable(request_id: Option<&str>) -> Reply {
+        Reply::json(
+            503,
+            BODY_UNAVAILABLE,
+            "the request body could not be read for verification; retry later",
+            request_id,
+        )
+    }
+
+    /// A held webhook delivery whose body did not arrive in full before its deadline.
+    pub fn request_timeout(request_id: Option<&str>) -> Reply {
+        Reply::json(
+            408,
+            REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
             request_id,
         )
     }
@@ -171,6 +194,8 @@ mod tests {
                 "unsupported_media_type",
             ),
             (Reply::locked_out(3, None), "too_many_failures"),
+            (Reply::body_unavailable(None), "webhook_body_unavailable"),
+            (Reply::request_timeout(None), "request_timeout"),
         ] {
             let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(v["error"], code);

@@ -3,6 +3,7 @@
 //! route → body limits → strip, stamp, inject or reply.
 
 use super::header_map;
+use super::held::HoldEnd;
 use super::metrics::Stats;
 use super::reply::Reply;
 use crate::config::fields::printable as fields_printable;
@@ -23,6 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The calls the request path makes on the proxy; nothing else is needed to admit or deny.
 pub trait RequestHost {
     /// The request headers, serialized as proxy-wasm does ([`header_map::decode`] reads them).
+    /// They stay readable and writable for as long as this filter holds them, body phase
+    /// included; once let go, the host hands out none.
     fn request_headers(&self) -> Vec<u8>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
@@ -73,30 +76,43 @@ pub enum Outcome {
     Replied,
     /// Admitted, but no token yet: pause until one arrives or the deadline passes.
     Wait { audience: String, deadline_ms: u64 },
-    /// The body must be read before anything is decided. At header time: let the headers on
-    /// (proxy-wasm cannot read a body while it holds headers; Envoy's buffer filter after this
-    /// one holds them, see the README); for body chunks: hold them here.
+    /// The body must be read before anything is decided: hold the headers and every body
+    /// chunk here. Envoy keeps passing the body on only with the plugin config's
+    /// `allow_on_headers_stop_iteration: true`; without it nothing arrives and the delivery's
+    /// deadline refuses it (see `held`).
     ReadBody,
 }
 
 /// What a request still owes once body bytes arrive; the host keeps one per request.
 /// Envoy hands a proxy-wasm filter no request headers once it let them go, so whatever the
-/// body phase needs from them is captured here.
+/// body phase of a forwarded request needs from them is captured here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum BodyState {
     /// Replied (or no body expected): whatever arrives is held and dropped with the stream.
     #[default]
     Closed,
-    /// Admitted and streaming: bytes are counted against `max_body_bytes`.
+    /// Admitted and streaming: bytes are counted against `max_body_bytes`. `held`: the
+    /// request waits for a token, so this filter holds its body and Envoy reports the whole
+    /// buffered body at each chunk rather than the new chunk.
     Counting {
         seen: u64,
         request_id: Option<String>,
+        held: bool,
     },
     /// A webhook delivery: buffered whole, then verified, then released or refused.
     Webhook(Box<PendingWebhook>),
 }
 
-/// A webhook delivery whose body is still being read.
+impl BodyState {
+    /// The host resumed a request that waited for its token: chunks stream again.
+    pub fn released(&mut self) {
+        if let BodyState::Counting { held, .. } = self {
+            *held = false;
+        }
+    }
+}
+
+/// A webhook delivery whose body is still being read; its headers wait in this filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingWebhook {
     pub index: usize,
@@ -126,8 +142,6 @@ impl Step {
 enum Admitted<'p> {
     Key(&'p Key),
     Webhook,
-    /// A webhook delivery whose body is verified later (counted then).
-    WebhookUnverified,
 }
 
 /// Per request, once its headers are in. `end_of_stream`: the request has no body.
@@ -240,14 +254,15 @@ pub fn on_request_headers<H: RequestHost>(
         _ => BodyState::Counting {
             seen: 0,
             request_id: view.header("x-request-id").map(str::to_owned),
+            held: matches!(outcome, Outcome::Wait { .. }),
         },
     };
     Step { outcome, body }
 }
 
 /// Per body chunk. `body_size` is what Envoy reports: the new chunk while this filter lets
-/// the body stream, the whole buffered body once it holds it (webhooks). Request headers are
-/// out of reach here (see [`BodyState`]).
+/// the body stream, the whole buffered body while it holds it (webhooks, token waits).
+/// Request headers are out of reach once let go (see [`BodyState`]); a held delivery's are not.
 pub fn on_request_body<H: RequestHost>(
     host: &H,
     guard: &Guard,
@@ -260,8 +275,16 @@ pub fn on_request_body<H: RequestHost>(
     let size = u64::try_from(body_size).unwrap_or(u64::MAX);
     match state {
         BodyState::Closed => Outcome::Replied,
-        BodyState::Counting { seen, request_id } => {
-            *seen = seen.saturating_add(size);
+        BodyState::Counting {
+            seen,
+            request_id,
+            held,
+        } => {
+            *seen = if *held {
+                size
+            } else {
+                seen.saturating_add(size)
+            };
             if *seen > policy.max_body_bytes {
                 // Cut off mid-stream: Envoy resets the upstream request and answers 413.
                 let id = request_id.take();
@@ -270,7 +293,11 @@ pub fn on_request_body<H: RequestHost>(
                 *state = BodyState::Closed;
                 return Outcome::Replied;
             }
-            Outcome::Forward
+            if *held {
+                Outcome::ReadBody
+            } else {
+                Outcome::Forward
+            }
         }
         BodyState::Webhook(_) => {
             let too_large = size > policy.max_body_bytes;
@@ -280,39 +307,94 @@ pub fn on_request_body<H: RequestHost>(
             let BodyState::Webhook(p) = std::mem::replace(state, BodyState::Closed) else {
                 return Outcome::Replied;
             };
-            let headers = captured(p.request_id.as_deref());
-            let view = view_of(&headers);
+            let captured_headers = captured(p.request_id.as_deref());
+            let captured_view = view_of(&captured_headers);
             if too_large {
-                let e = SignatureError::BodyTooLarge;
-                webhook_refuse(host, guard, ports, &view, p.index, p.client, e);
+                too_large_webhook(host, guard, ports, &captured_view, &p);
                 return Outcome::Replied;
             }
-            warn_if_headers_went_ahead(host);
             let body = host.request_body(body_size).unwrap_or_default();
-            if webhook_check(host, guard, ports, &view, &p, &body) {
-                // The token went on with the headers; the verified body follows them.
-                host.increment(guard.stats.webhook_accepted);
-                Outcome::Forward
-            } else {
-                Outcome::Replied
+            if !webhook_check(host, guard, ports, &captured_view, &p, &body) {
+                return Outcome::Replied;
             }
+            // Verified. The headers are still here (held): strip, stamp, inject, release.
+            let raw = host.request_headers();
+            let headers = header_map::decode(&raw);
+            let view = RequestView {
+                headers: &headers,
+                downstream: None,
+                now_ms: host.now_ms(),
+            };
+            if view.header(":path").is_none() || host.property(&["upstream", "address"]).is_some() {
+                headers_went_ahead(host, guard, p.request_id.as_deref());
+                return Outcome::Replied;
+            }
+            admit(host, guard, ports.tokens, &view, Admitted::Webhook)
         }
     }
 }
 
-static WARNED_NO_BUFFER_FILTER: AtomicBool = AtomicBool::new(false);
+static WARNED_HEADERS_WENT_AHEAD: AtomicBool = AtomicBool::new(false);
 
-/// A webhook's headers must wait in Envoy's buffer filter while its body is verified. If the
-/// router already picked an upstream host, nothing held them: say so loudly, once per worker.
-fn warn_if_headers_went_ahead<H: RequestHost>(host: &H) {
-    if host.property(&["upstream", "address"]).is_some()
-        && !WARNED_NO_BUFFER_FILTER.swap(true, Ordering::Relaxed)
-    {
+/// A host that ignores a header pause outright (one that "ignores pausing", such as GCP
+/// Service Extensions) lets a delivery's headers on before the body is verified. The body is
+/// still refused; the operator is told once per worker that this host cannot guard webhooks.
+fn headers_went_ahead<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>) {
+    if !WARNED_HEADERS_WENT_AHEAD.swap(true, Ordering::Relaxed) {
         log::error!(
-            "bcsp-guard: a webhook delivery's headers reached the upstream before its signature was \
-             checked: put envoy.filters.http.buffer right after bcsp-guard (see README, Open Messaging webhooks)"
+            "bcsp-guard: this host let a webhook delivery's headers go on before its signature was \
+             checked (it ignores a header pause): do not configure webhooks on it"
         );
     }
+    host.increment(guard.stats.denied_webhook_incomplete);
+    log::warn!(
+        "bcsp-guard: denied 503 (webhook headers out of reach: the host let them go) request_id={}",
+        request_id.map_or_else(|| "-".to_owned(), fields_printable)
+    );
+    host.send_reply(&Reply::body_unavailable(request_id));
+}
+
+static WARNED_BODY_WITHHELD: AtomicBool = AtomicBool::new(false);
+
+/// A held delivery that ends unverified: its headers never left, and now never will.
+/// `Withheld` and `NoBody` are what a plugin config without `allow_on_headers_stop_iteration`
+/// produces (Envoy then passes no body while the headers are held); the log says so.
+pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>, why: HoldEnd) {
+    host.increment(guard.stats.denied_webhook_incomplete);
+    let id = request_id.map_or_else(|| "-".to_owned(), fields_printable);
+    let secs = super::held::BODY_DEADLINE_MS / 1000;
+    let reply = match why {
+        HoldEnd::Withheld => {
+            if !WARNED_BODY_WITHHELD.swap(true, Ordering::Relaxed) {
+                log::error!(
+                    "bcsp-guard: Envoy does not pass webhook bodies to bcsp-guard while it holds their \
+                     headers: set allow_on_headers_stop_iteration: true in this filter's Wasm plugin \
+                     config (envoy.filters.http.wasm config; Envoy 1.35+). Until then every delivery \
+                     is refused 503."
+                );
+            }
+            log::warn!(
+                "bcsp-guard: denied 503 (webhook body withheld by the host: \
+                 allow_on_headers_stop_iteration is missing) request_id={id}"
+            );
+            Reply::body_unavailable(request_id)
+        }
+        HoldEnd::NoBody => {
+            log::warn!(
+                "bcsp-guard: denied 503 (no webhook body within {secs} s; if every delivery ends \
+                 like this, the Wasm plugin config lacks allow_on_headers_stop_iteration: true) \
+                 request_id={id}"
+            );
+            Reply::body_unavailable(request_id)
+        }
+        HoldEnd::Incomplete => {
+            log::info!(
+                "bcsp-guard: denied 408 (webhook body incomplete after {secs} s) request_id={id}"
+            );
+            Reply::request_timeout(request_id)
+        }
+    };
+    host.send_reply(&reply);
 }
 
 /// Header values the body phase may still need, as a header list for a [`RequestView`].
@@ -336,9 +418,8 @@ fn content_length(view: &RequestView<'_>) -> Option<u64> {
 }
 
 /// Header-time part of a webhook delivery: the signature header must be there (one value)
-/// before any body is read. A delivery with a body then goes on with its credentials
-/// stripped and the identity token set (the body phase can no longer change headers); Envoy's
-/// buffer filter after this one holds it until the body is verified.
+/// before any body is read. A delivery with a body is then held whole — headers included —
+/// until the body is verified; nothing of it leaves before.
 fn webhook_headers<H: RequestHost>(
     host: &H,
     guard: &Guard,
@@ -359,19 +440,6 @@ fn webhook_headers<H: RequestHost>(
             return Step::replied();
         }
     };
-    // Larger than we would buffer: it cannot be verified, so it is not authenticated.
-    if content_length(view).is_some_and(|n| n > guard.policy.max_body_bytes) {
-        webhook_refuse(
-            host,
-            guard,
-            ports,
-            view,
-            index,
-            client,
-            SignatureError::BodyTooLarge,
-        );
-        return Step::replied();
-    }
     let pending = PendingWebhook {
         index,
         signature,
@@ -379,6 +447,11 @@ fn webhook_headers<H: RequestHost>(
         request_id: view.header("x-request-id").map(str::to_owned),
         method: view.header(":method").unwrap_or("").to_owned(),
     };
+    // Larger than we would buffer: it cannot be verified, so it is not authenticated.
+    if content_length(view).is_some_and(|n| n > guard.policy.max_body_bytes) {
+        too_large_webhook(host, guard, ports, view, &pending);
+        return Step::replied();
+    }
     if end_of_stream {
         if !webhook_check(host, guard, ports, view, &pending, &[]) {
             return Step::replied();
@@ -389,15 +462,34 @@ fn webhook_headers<H: RequestHost>(
             body: BodyState::Closed,
         };
     }
-    let outcome = match admit(host, guard, ports.tokens, view, Admitted::WebhookUnverified) {
-        Outcome::Forward => Outcome::ReadBody,
-        other => other,
-    };
-    let body = match outcome {
-        Outcome::Replied => BodyState::Closed,
-        _ => BodyState::Webhook(Box::new(pending)),
-    };
-    Step { outcome, body }
+    Step {
+        outcome: Outcome::ReadBody,
+        body: BodyState::Webhook(Box::new(pending)),
+    }
+}
+
+/// 413 for a delivery too large to verify (announced or streamed); not a failed signature,
+/// so it does not count towards lockout.
+fn too_large_webhook<H: RequestHost>(
+    host: &H,
+    guard: &Guard,
+    ports: Ports<'_>,
+    view: &RequestView<'_>,
+    pending: &PendingWebhook,
+) {
+    let prefix = guard
+        .policy
+        .webhooks
+        .get(pending.index)
+        .map_or("?", |w| w.path_prefix.as_str());
+    let why = format!("{} on {prefix}", SignatureError::BodyTooLarge.describe());
+    Refusal::new(&why, pending.client, guard.stats.denied_body_too_large).send(
+        host,
+        guard,
+        ports,
+        view,
+        Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
+    );
 }
 
 /// The signature over the whole body, then the method (405 only once authenticated).
@@ -501,7 +593,6 @@ fn admit<H: RequestHost>(
             host.increment(index.and_then(|i| guard.stats.key_accepted.get(i).copied().flatten()));
         }
         Admitted::Webhook => host.increment(guard.stats.webhook_accepted),
-        Admitted::WebhookUnverified => {}
     }
 
     let Some(upstream) = &policy.upstream_token else {

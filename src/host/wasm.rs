@@ -1,9 +1,11 @@
 //! The proxy-wasm contexts. The root context compiles the config once per worker VM and
-//! hands an `Rc` of it to every HTTP context; its timer drives the token cache. Only raw
-//! `hostcalls` are used: the SDK's trait helpers unwrap host errors.
+//! hands an `Rc` of it to every HTTP context; its timer drives the token cache and the
+//! deadlines of held webhook deliveries. Only raw `hostcalls` are used: the SDK's trait
+//! helpers unwrap host errors.
 
 use super::abi;
 use super::header_map;
+use super::held::{self, Held};
 use super::lockout::LockoutBook;
 use super::metrics::{Kind, Stats};
 use super::reply::Reply;
@@ -22,8 +24,8 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Timer period: bounds how late a worker notices a token another worker fetched, and how
-/// late a waiting request is released.
+/// Timer period: bounds how late a worker notices a token another worker fetched, how late a
+/// waiting request is released, and how late a held webhook delivery is refused.
 const TICK_MS: u32 = 100;
 /// Metadata tokens are ~1 KiB; anything much larger is not a token.
 const MAX_TOKEN_BODY: usize = 16 * 1024;
@@ -120,6 +122,8 @@ struct Root {
     guard: Option<Rc<Guard>>,
     tokens: Option<Rc<RefCell<TokenWorker>>>,
     lockout: Option<Rc<LockoutBook>>,
+    /// Webhook deliveries held until their body is verified (only with webhooks).
+    held: Option<Rc<RefCell<Held>>>,
     last_seconds_left: Option<u64>,
     /// When the key-expiry gauge was last recomputed.
     days_left_at_ms: u64,
@@ -182,6 +186,36 @@ impl Root {
                         request::no_token(&Host, guard, &view, retry_after_s);
                     }
                 }
+            }
+        }
+    }
+
+    /// Refuses held deliveries whose deadline passed, and at once those whose body the host
+    /// took in but never passed on (the pause is not honoured: the flag is missing). Runs last
+    /// in a tick: it switches the effective context to each delivery.
+    fn check_held(&self) {
+        let (Some(book), Some(guard)) = (&self.held, &self.guard) else {
+            return;
+        };
+        let (expired, probes) = match book.try_borrow_mut() {
+            Ok(mut b) if !b.is_empty() => (b.take_expired(now_ms()), b.to_probe()),
+            _ => return,
+        };
+        let mut ended = expired;
+        for (context_id, _) in probes {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            let size =
+                abi::get_property(&["request", "total_size"]).and_then(|b| held::size_property(&b));
+            if let Ok(mut b) = book.try_borrow_mut() {
+                ended.extend(b.take_if_withheld(context_id, size));
+            }
+        }
+        // The book is let go before replying: a reply can end the stream (`on_done`) at once.
+        for e in ended {
+            if hostcalls::set_effective_context(e.context_id).is_ok() {
+                request::end_hold(&Host, guard, e.request_id.as_deref(), e.why);
             }
         }
     }
@@ -278,6 +312,15 @@ impl RootContext for Root {
             abi::define_metric(kind == Kind::Gauge, name)
         });
         self.tokens = None;
+        self.held = None;
+        if !policy.webhooks.is_empty() {
+            // Held deliveries need deadlines, whatever else the timer does.
+            if !abi::set_tick_period_ms(TICK_MS) {
+                log::error!("bcsp-guard: webhooks need timers, which this host does not offer");
+                return false;
+            }
+            self.held = Some(Rc::new(RefCell::new(Held::default())));
+        }
         if let Some(upstream) = &policy.upstream_token {
             if !abi::set_tick_period_ms(TICK_MS) {
                 log::error!(
@@ -287,7 +330,7 @@ impl RootContext for Root {
             }
             let holder = claim_holder_id(&Host);
             self.tokens = Some(Rc::new(RefCell::new(TokenWorker::new(upstream, holder))));
-        } else if stats.key_days_left_min.is_some() {
+        } else if stats.key_days_left_min.is_some() && self.held.is_none() {
             // Only the gauge needs a timer; without one it keeps its startup value.
             let _ = abi::set_tick_period_ms(GAUGE_TICK_MS);
         }
@@ -301,6 +344,30 @@ impl RootContext for Root {
         if now_ms().saturating_sub(self.days_left_at_ms) >= DAYS_LEFT_EVERY_MS {
             self.record_days_left();
         }
+        self.tick_tokens();
+        self.check_held();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never None: the SDK panics on it. Without a policy every request is refused.
+        Some(Box::new(Http {
+            id: context_id,
+            guard: self.guard.clone(),
+            tokens: self.tokens.clone(),
+            lockout: self.lockout.clone(),
+            held: self.held.clone(),
+            body: BodyState::Closed,
+            body_size: 0,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn tick_tokens(&mut self) {
         let Some(worker) = self.tokens.clone() else {
             return;
         };
@@ -322,22 +389,6 @@ impl RootContext for Root {
             self.last_seconds_left = Some(seconds_left);
         }
     }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never None: the SDK panics on it. Without a policy every request is refused.
-        Some(Box::new(Http {
-            id: context_id,
-            guard: self.guard.clone(),
-            tokens: self.tokens.clone(),
-            lockout: self.lockout.clone(),
-            body: BodyState::Closed,
-            body_size: 0,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
 struct Http {
@@ -345,6 +396,7 @@ struct Http {
     guard: Option<Rc<Guard>>,
     tokens: Option<Rc<RefCell<TokenWorker>>>,
     lockout: Option<Rc<LockoutBook>>,
+    held: Option<Rc<RefCell<Held>>>,
     /// What the body phase still owes (see `request::BodyState`).
     body: BodyState,
     /// The last body size Envoy reported, for a body that ends with trailers.
@@ -405,11 +457,24 @@ impl Http {
         )
     }
 
+    fn unhold(&self) {
+        if let Some(Ok(mut b)) = self.held.as_ref().map(|h| h.try_borrow_mut()) {
+            b.remove(self.id);
+        }
+    }
+
     /// Maps the request path's outcome to an action; a wait registers this request.
     fn act(&self, outcome: Outcome) -> Action {
         match outcome {
             Outcome::Forward => Action::Continue,
-            Outcome::Replied | Outcome::ReadBody => Action::Pause,
+            Outcome::ReadBody => Action::Pause,
+            Outcome::Replied => {
+                // A refusal in the body phase may end a wait for a token.
+                if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
+                    w.remove_waiter(self.id);
+                }
+                Action::Pause
+            }
             Outcome::Wait {
                 audience,
                 deadline_ms,
@@ -428,6 +493,14 @@ impl Http {
             return Action::Pause;
         };
         self.body_size = body_size;
+        let webhook = matches!(self.body, BodyState::Webhook(_));
+        if webhook {
+            if let Some(Ok(mut b)) = self.held.as_ref().map(|h| h.try_borrow_mut()) {
+                b.saw_body(self.id);
+            }
+        } else if !self.waiting() {
+            self.body.released();
+        }
         let outcome = with_ports(self.tokens.as_deref(), self.lockout.as_deref(), |ports| {
             request::on_request_body(
                 &Host,
@@ -438,6 +511,9 @@ impl Http {
                 end_of_stream,
             )
         });
+        if webhook && outcome != Outcome::ReadBody {
+            self.unhold();
+        }
         self.act(outcome)
     }
 }
@@ -447,6 +523,7 @@ impl Context for Http {
         if let Some(Ok(mut w)) = self.tokens.as_ref().map(|t| t.try_borrow_mut()) {
             w.remove_waiter(self.id);
         }
+        self.unhold();
         true
     }
 }
@@ -461,12 +538,16 @@ impl HttpContext for Http {
             request::on_request_headers(&Host, &guard, ports, end_of_stream)
         });
         self.body = step.body;
-        match step.outcome {
-            // proxy-wasm delivers no body while a filter holds headers: let them on to Envoy's
-            // buffer filter, which holds them until this filter releases the verified body.
-            Outcome::ReadBody => Action::Continue,
-            outcome => self.act(outcome),
+        if let (Outcome::ReadBody, BodyState::Webhook(p)) = (&step.outcome, &self.body) {
+            // The size now, to tell later whether the host took in body bytes it never
+            // passed on to this filter.
+            let size =
+                abi::get_property(&["request", "total_size"]).and_then(|b| held::size_property(&b));
+            if let Some(Ok(mut b)) = self.held.as_ref().map(|h| h.try_borrow_mut()) {
+                b.add(self.id, now_ms(), p.request_id.clone(), size);
+            }
         }
+        self.act(step.outcome)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod wire;
+#[allow(unused_imports)] // not every suite uses the wire helpers
+pub use wire::*;
+
 /// How long Envoy may take to become LIVE, or to exit on a bad config.
 const STARTUP: Duration = Duration::from_secs(20);
 /// Connect / read / write timeout of the test client.
@@ -238,9 +242,9 @@ pub struct EnvoyConfig {
     /// The listener's `connection_balance_config: exact_balance`: each new connection goes to
     /// the worker with the fewest, so two open connections are on two workers.
     pub exact_balance: bool,
-    /// `envoy.filters.http.buffer` after bcsp-guard with this `max_request_bytes`: holds a
-    /// webhook delivery's headers while bcsp-guard verifies its body.
-    pub buffer_filter: Option<u64>,
+    /// The Wasm plugin config's `allow_on_headers_stop_iteration` (what every shipped config
+    /// with webhooks sets): bcsp-guard holds a delivery's headers and still gets its body.
+    pub stop_iteration: bool,
 }
 
 impl EnvoyConfig {
@@ -258,7 +262,7 @@ impl EnvoyConfig {
             buffer_limit_bytes: None,
             vm_env: Vec::new(),
             exact_balance: false,
-            buffer_filter: None,
+            stop_iteration: true,
         }
     }
     pub fn use_remote_address(mut self, on: bool) -> Self {
@@ -295,8 +299,9 @@ impl EnvoyConfig {
         self.buffer_limit_bytes = Some(n);
         self
     }
-    pub fn buffer_filter(mut self, max_request_bytes: u64) -> Self {
-        self.buffer_filter = Some(max_request_bytes);
+    /// Leave out `allow_on_headers_stop_iteration` (a forgotten flag).
+    pub fn without_stop_iteration(mut self) -> Self {
+        self.stop_iteration = false;
         self
     }
     pub fn exact_balance(mut self, on: bool) -> Self {
@@ -346,14 +351,14 @@ static_resources:
                 name: bcsp_guard
                 root_id: bcsp_guard
                 fail_open: false
-                vm_config:
+{stop_iteration}                vm_config:
                   vm_id: bcsp_guard
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: {wasm}}}}}
 {vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {filter}
-{buffer_filter}          - name: envoy.filters.http.router
+          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
@@ -368,16 +373,11 @@ static_resources:
 {extra}"#,
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,
-            buffer_filter = self
-                .buffer_filter
-                .map(|n| {
-                    format!(
-                        "          - name: envoy.filters.http.buffer\n            typed_config:\n              \
-                         \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              \
-                         max_request_bytes: {n}\n"
-                    )
-                })
-                .unwrap_or_default(),
+            stop_iteration = if self.stop_iteration {
+                "                allow_on_headers_stop_iteration: true\n"
+            } else {
+                ""
+            },
             buffer_limit = self
                 .buffer_limit_bytes
                 .map(|n| format!("    per_connection_buffer_limit_bytes: {n}\n"))

@@ -52,23 +52,25 @@ pub fn compile(
     config::compile_with_env(json, &lookup)
 }
 
-/// The connection-manager settings bcsp-guard relies on: errors and warnings.
+/// The plugin-config and connection-manager settings bcsp-guard relies on: errors and warnings.
 fn hcm_findings(found: &Found, policy: &Policy) -> (Vec<String>, Vec<String>) {
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
     let hcm = &found.hcm;
-    if !policy.webhooks.is_empty() {
-        match hcm.buffer_after {
-            None => errors.push(
-                "webhooks need envoy.filters.http.buffer right after bcsp-guard: it holds a delivery's \
-                 headers while bcsp-guard verifies the body (proxy-wasm cannot hold them itself)"
-                    .to_owned(),
-            ),
-            Some(n) if n < policy.max_body_bytes => errors.push(format!(
-                "the buffer filter after bcsp-guard has max_request_bytes {n}, below max_body_bytes {}",
-                policy.max_body_bytes
-            )),
-            Some(_) => {}
-        }
+    if !policy.webhooks.is_empty() && !found.stop_iteration {
+        errors.push(
+            "webhooks need allow_on_headers_stop_iteration: true in this filter's Wasm plugin config \
+             (typed_config.config, next to root_id; Envoy 1.35+): bcsp-guard holds a delivery's headers \
+             until its signature is verified, and without the flag Envoy passes it no body, so every \
+             delivery is refused 503"
+                .to_owned(),
+        );
+    }
+    if !policy.webhooks.is_empty() && hcm.buffer_after {
+        warnings.push(
+            "envoy.filters.http.buffer after bcsp-guard is not needed for webhooks (bcsp-guard holds \
+             deliveries itself); it only delays every other request"
+                .to_owned(),
+        );
     }
     if (policy.routes.is_some() || !policy.webhooks.is_empty())
         && !(hcm.normalize_path && hcm.merge_slashes)

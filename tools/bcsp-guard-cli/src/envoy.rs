@@ -12,6 +12,9 @@ pub struct Found {
     pub key_values: Vec<(String, String)>,
     /// `vm_config.environment_variables.host_env_keys`.
     pub host_env_keys: Vec<String>,
+    /// The Wasm plugin config's `allow_on_headers_stop_iteration`: bcsp-guard may hold a
+    /// webhook delivery's headers and still be given its body.
+    pub stop_iteration: bool,
     pub hcm: Hcm,
 }
 
@@ -22,8 +25,8 @@ pub struct Hcm {
     pub normalize_path: bool,
     pub merge_slashes: bool,
     pub escaped_slashes: Option<String>,
-    /// `max_request_bytes` of an `envoy.filters.http.buffer` right after bcsp-guard.
-    pub buffer_after: Option<u64>,
+    /// An `envoy.filters.http.buffer` right after bcsp-guard (no longer needed for webhooks).
+    pub buffer_after: bool,
 }
 
 fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
@@ -96,20 +99,19 @@ fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
                     .collect()
             })
             .unwrap_or_default();
-        let buffer_after = filters.get(i + 1).and_then(|next| {
-            let is_buffer = type_is(next, "filters.http.buffer.v3.Buffer")
-                || str_at(next, &["name"]) == Some("envoy.filters.http.buffer");
-            is_buffer.then(|| {
-                get_path(next, &["typed_config", "max_request_bytes"])
-                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                    .unwrap_or(0)
-            })
+        let buffer_after = filters.get(i + 1).is_some_and(|next| {
+            type_is(next, "filters.http.buffer.v3.Buffer")
+                || str_at(next, &["name"]) == Some("envoy.filters.http.buffer")
         });
+        let stop_iteration = get(&config, "allow_on_headers_stop_iteration")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         out.push(Found {
             label: format!("{path}.http_filters[{i}]"),
             configuration,
             key_values,
             host_env_keys,
+            stop_iteration,
             hcm: Hcm {
                 use_remote_address: bool_at(hcm, "use_remote_address"),
                 normalize_path: bool_at(hcm, "normalize_path"),

@@ -287,7 +287,8 @@ fn check_refuses_with_exactly_the_filters_message_and_exit_1() {
     assert!(!r.all().contains("from-the-command-line-123"));
 }
 
-fn envoy_yaml(filter: &Value, env: &str, after: &str, hcm: &str) -> String {
+/// An Envoy YAML around `filter`; `flag` goes into the Wasm plugin config (see [`FLAG`]).
+fn envoy_yaml(filter: &Value, env: &str, flag: &str, hcm: &str) -> String {
     let value = serde_json::to_string(&filter.to_string()).unwrap();
     format!(
         r#"static_resources:
@@ -307,13 +308,13 @@ fn envoy_yaml(filter: &Value, env: &str, after: &str, hcm: &str) -> String {
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
                 root_id: bcsp_guard
-                vm_config:
+{flag}                vm_config:
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
 {env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {value}
-{after}          - name: envoy.filters.http.router
+          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#
@@ -321,7 +322,7 @@ fn envoy_yaml(filter: &Value, env: &str, after: &str, hcm: &str) -> String {
 }
 
 const SHIPPED_HCM: &str = "          use_remote_address: true\n          normalize_path: true\n          merge_slashes: true\n          path_with_escaped_slashes_action: REJECT_REQUEST\n";
-const BUFFER: &str = "          - name: envoy.filters.http.buffer\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              max_request_bytes: 2097152\n";
+const FLAG: &str = "                allow_on_headers_stop_iteration: true\n";
 const VM_ENV: &str = "                  environment_variables:\n                    key_values: {OM_WEBHOOK_SECRET: \"yaml-provided-secret-0123\"}\n";
 
 #[test]
@@ -335,7 +336,7 @@ fn check_finds_the_filter_in_an_envoy_yaml_with_its_vm_environment() {
     });
     let f = dir.file(
         "envoy.yaml",
-        &envoy_yaml(&filter, VM_ENV, BUFFER, SHIPPED_HCM),
+        &envoy_yaml(&filter, VM_ENV, FLAG, SHIPPED_HCM),
     );
     let r = cli(&["check", &f]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -346,22 +347,20 @@ fn check_finds_the_filter_in_an_envoy_yaml_with_its_vm_environment() {
     );
     assert!(!r.all().contains("yaml-provided-secret-0123"));
 
-    // The same filter without the buffer filter after it: webhooks would be unsafe.
-    let f = dir.file(
-        "nobuffer.yaml",
-        &envoy_yaml(&filter, VM_ENV, "", SHIPPED_HCM),
-    );
+    // The same filter without the flag: every delivery would be refused.
+    let f = dir.file("noflag.yaml", &envoy_yaml(&filter, VM_ENV, "", SHIPPED_HCM));
     let r = cli(&["check", &f]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr
-            .contains("webhooks need envoy.filters.http.buffer right after bcsp-guard"),
+        r.stderr.contains(
+            "webhooks need allow_on_headers_stop_iteration: true in this filter's Wasm plugin config"
+        ),
         "{}",
         r.stderr
     );
 
     // Without the connection-manager settings: spoofable client address (error), warnings.
-    let f = dir.file("nohcm.yaml", &envoy_yaml(&filter, VM_ENV, BUFFER, ""));
+    let f = dir.file("nohcm.yaml", &envoy_yaml(&filter, VM_ENV, FLAG, ""));
     let r = cli(&["check", &f]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
@@ -386,7 +385,7 @@ fn check_finds_the_filter_in_an_envoy_yaml_with_its_vm_environment() {
     let host_env = "                  environment_variables:\n                    host_env_keys: [OM_WEBHOOK_SECRET]\n";
     let f = dir.file(
         "hostenv.yaml",
-        &envoy_yaml(&filter, host_env, BUFFER, SHIPPED_HCM),
+        &envoy_yaml(&filter, host_env, FLAG, SHIPPED_HCM),
     );
     let r = cli(&["check", &f]);
     assert_eq!(r.code, 0, "{}", r.all());

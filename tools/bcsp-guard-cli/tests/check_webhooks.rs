@@ -1,0 +1,149 @@
+//! `bcsp-guard check` on Envoy YAML with webhooks: bcsp-guard holds a delivery's headers until
+//! its signature is verified, which needs the Wasm plugin config's
+//! `allow_on_headers_stop_iteration: true`; the check requires it and says where it goes.
+
+use serde_json::json;
+use std::process::Command;
+
+const HCM: &str = "          use_remote_address: true\n          normalize_path: true\n          merge_slashes: true\n          path_with_escaped_slashes_action: REJECT_REQUEST\n";
+const BUFFER: &str = "          - name: envoy.filters.http.buffer\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              max_request_bytes: 2097152\n";
+const FIX: &str =
+    "webhooks need allow_on_headers_stop_iteration: true in this filter's Wasm plugin config \
+     (typed_config.config, next to root_id; Envoy 1.35+)";
+
+/// One bcsp-guard filter: `webhooks` or not, `flag` as the line's value (or absent), and
+/// `after` inserted between it and the router.
+fn wasm_filter(webhooks: bool, flag: Option<&str>, after: &str) -> String {
+    let mut filter = json!({"keys": [{"id": "k1", "sha256": "a".repeat(64)}]});
+    if webhooks {
+        filter["webhooks"] = json!([{"path_prefix": "/openmessaging", "secret_env": "OM_SECRET"}]);
+    }
+    let value = serde_json::to_string(&filter.to_string()).unwrap();
+    let flag = flag
+        .map(|v| format!("                allow_on_headers_stop_iteration: {v}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: bcsp_guard
+{flag}                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
+                  environment_variables: {{key_values: {{OM_SECRET: "a-secret-of-enough-bytes-01"}}}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {value}
+{after}"#
+    )
+}
+
+/// A bootstrap with one listener per filter chain given.
+fn bootstrap(listeners: &[String]) -> String {
+    let mut out = String::from("static_resources:\n  listeners:\n");
+    for (i, filters) in listeners.iter().enumerate() {
+        out.push_str(&format!(
+            r#"  - name: l{i}
+    address: {{socket_address: {{address: 0.0.0.0, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+{HCM}          route_config: {{virtual_hosts: [{{name: b, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]}}]}}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+            port = 8080 + i
+        ));
+    }
+    out
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(yaml: &str) -> Run {
+    let dir = std::env::temp_dir().join(format!(
+        "bcsp-guard-check-webhooks-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bcsp-guard"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run bcsp-guard");
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn webhooks_pass_only_with_the_flag_set_to_true() {
+    let ok = check(&bootstrap(&[wasm_filter(true, Some("true"), "")]));
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(ok.stdout.contains("http_filters[0]: OK"), "{}", ok.stdout);
+
+    for flag in [None, Some("false")] {
+        let r = check(&bootstrap(&[wasm_filter(true, flag, "")]));
+        assert_eq!(r.code, 1, "{flag:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(FIX), "{flag:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("every delivery is refused 503"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stdout.contains(": OK"), "{}", r.stdout);
+    }
+}
+
+#[test]
+fn without_webhooks_the_flag_is_not_required() {
+    let r = check(&bootstrap(&[wasm_filter(false, None, "")]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("allow_on_headers_stop_iteration"));
+}
+
+#[test]
+fn each_filter_is_judged_on_its_own_configuration() {
+    let r = check(&bootstrap(&[
+        wasm_filter(false, None, ""),
+        wasm_filter(true, None, ""),
+    ]));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("listeners[0]"), "{}", r.stdout);
+    let failed: Vec<&str> = r.stderr.lines().filter(|l| l.contains(FIX)).collect();
+    assert_eq!(failed.len(), 1, "{}", r.stderr);
+    assert!(failed[0].contains("listeners[1]"), "{}", failed[0]);
+}
+
+#[test]
+fn a_leftover_buffer_filter_is_no_substitute_and_draws_a_warning() {
+    // The buffer filter alone let a refused delivery's headers through in the past: not enough.
+    let r = check(&bootstrap(&[wasm_filter(true, None, BUFFER)]));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(FIX), "{}", r.stderr);
+    // With the flag it passes, and the check says the buffer filter can go.
+    let r = check(&bootstrap(&[wasm_filter(true, Some("true"), BUFFER)]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("envoy.filters.http.buffer after bcsp-guard is not needed for webhooks"),
+        "{}",
+        r.stdout
+    );
+}
