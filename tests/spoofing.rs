@@ -63,14 +63,17 @@ enum Cfg {
     Xff1,
     /// `x-forwarded-for`, `trusted_hops: 2`, `use_remote_address: true`.
     Xff2,
+    /// Envoy routes on the key id header; underscores in header names refused.
+    KeyRoute,
 }
 
-const CFGS: [Cfg; 5] = [
+const CFGS: [Cfg; 6] = [
     Cfg::Guard,
     Cfg::Serverless,
     Cfg::Stream,
     Cfg::Xff1,
     Cfg::Xff2,
+    Cfg::KeyRoute,
 ];
 
 impl Cfg {
@@ -81,6 +84,7 @@ impl Cfg {
             Cfg::Stream => 'C',
             Cfg::Xff1 => 'D',
             Cfg::Xff2 => 'E',
+            Cfg::KeyRoute => 'F',
         }
     }
     fn describe(self) -> &'static str {
@@ -96,13 +100,20 @@ impl Cfg {
                 "key `genesys`; `upstream_token` with `header: x-serverless-authorization`; no routes"
             }
             Cfg::Stream => {
-                "key `genesys`; the routes; `max_body_bytes: 4096`; no webhook and no buffer filter"
+                "key `genesys`; `upstream_token` (`authorization`); the routes; `max_body_bytes: 4096`; no \
+                 webhook and no buffer filter (which would give the upstream a `content-length` body and no \
+                 trailers); HTTP/1.1 trailers on (`enable_trailers`, both sides)"
             }
             Cfg::Xff1 => {
                 "key `genesys`; `client_ip: {from: x-forwarded-for, trusted_hops: 1}`, \
                  `allow_cidrs: [203.0.113.0/24, 2001:db8::/32]`; `use_remote_address: false`"
             }
             Cfg::Xff2 => "as D with `trusted_hops: 2` and `use_remote_address: true`",
+            Cfg::KeyRoute => {
+                "as A's two keys with `upstream_token`, no routes; Envoy routes `x-bcsp-key-id: \
+                 genesys-bearer` to a route that adds `x-routed: bearer`, the rest to one that adds \
+                 `x-routed: default`; `headers_with_underscores_action: REJECT_REQUEST`"
+            }
         }
     }
 }
@@ -152,14 +163,33 @@ fn envoy_config(cfg: Cfg, metadata: SocketAddr) -> EnvoyConfig {
         .extra_clusters(&metadata_cluster(metadata)),
         Cfg::Stream => EnvoyConfig::new(json!({
             "keys": [key("genesys", KEY)],
+            "upstream_token": token("authorization"),
             "routes": routes,
             "max_body_bytes": LIMIT,
         }))
-        .path_normalization(true),
+        .path_normalization(true)
+        .trailers(true)
+        .extra_clusters(&metadata_cluster(metadata)),
         Cfg::Xff1 => EnvoyConfig::new(xff(1))
             .use_remote_address(false)
             .path_normalization(true),
         Cfg::Xff2 => EnvoyConfig::new(xff(2)).path_normalization(true),
+        Cfg::KeyRoute => EnvoyConfig::new(json!({
+            "keys": [
+                key("genesys", KEY),
+                with(key("genesys-bearer", BEARER), json!({"header": "authorization", "scheme": "Bearer"})),
+            ],
+            "upstream_token": token("authorization"),
+        }))
+        .path_normalization(true)
+        .underscores("REJECT_REQUEST")
+        .routes_yaml(
+            "[{match: {prefix: \"/\", headers: [{name: x-bcsp-key-id, string_match: {exact: genesys-bearer}}]}, \
+             route: {cluster: bcsp}, request_headers_to_add: [{header: {key: x-routed, value: bearer}}]}, \
+             {match: {prefix: \"/\"}, route: {cluster: bcsp}, \
+             request_headers_to_add: [{header: {key: x-routed, value: default}}]}]",
+        )
+        .extra_clusters(&metadata_cluster(metadata)),
     }
 }
 
@@ -181,15 +211,19 @@ enum Group {
     Stream,
     Webhook,
     Serverless,
+    Variant,
+    Trailer,
+    KeyRoute,
 }
 
 impl Group {
     fn cfg(self) -> Cfg {
         match self {
             Group::Serverless => Cfg::Serverless,
-            Group::Stream => Cfg::Stream,
+            Group::Stream | Group::Trailer => Cfg::Stream,
             Group::Xff1 => Cfg::Xff1,
             Group::Xff2 => Cfg::Xff2,
+            Group::KeyRoute => Cfg::KeyRoute,
             _ => Cfg::Guard,
         }
     }
@@ -210,6 +244,9 @@ impl Group {
             Group::Stream => "Bodies without Envoy's buffer filter",
             Group::Webhook => "Open Messaging webhook signatures",
             Group::Serverless => "Token in `x-serverless-authorization` mode",
+            Group::Variant => "Header names a server reads as ours (`_` for `-`, any case)",
+            Group::Trailer => "Request trailers",
+            Group::KeyRoute => "Envoy routes that match the key id header",
         }
     }
     /// What the group's rows assume beyond their configuration.
@@ -217,6 +254,8 @@ impl Group {
         match self {
             Group::Bytes => " Each protocol runs on a fresh Envoy, since the attack may break the one it hits.",
             Group::Downstream => " The client writes the X-Forwarded-For shown; Envoy appends the TCP peer.",
+            Group::Variant => " Every spelling that folds to a controlled name is removed; only the exact name is a credential.",
+            Group::Trailer => " Each body also carries `x-note: kept` as a trailer, which must arrive.",
             Group::Xff1 => {
                 " The last entry stands for what a trusted front end (Cloud Run) appended; everything \
                  left of it is the caller's."
@@ -256,6 +295,8 @@ struct Req {
     h2_target: Option<String>,
     /// HTTP/2 frames only: fields with bytes a `String` cannot hold (not UTF-8).
     raw_fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// HTTP/2 frames only: a trailing HEADERS block after the body.
+    trailers: Vec<(String, String)>,
 }
 
 fn req(method: &str, path: &str) -> Req {
@@ -269,6 +310,7 @@ fn req(method: &str, path: &str) -> Req {
         hold: false,
         h2_target: None,
         raw_fields: Vec::new(),
+        trailers: Vec::new(),
     }
 }
 
@@ -366,6 +408,9 @@ enum Up {
     OurToken(&'static str),
     XffLast(&'static str),
     BodyLen(usize),
+    /// Exactly one trailer of this name, with this value.
+    Trailer(&'static str, &'static str),
+    NoTrailer(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -646,8 +691,12 @@ fn rows() -> Vec<Row> {
         .note("Envoy drops the CR: one harmless `x-note` reaches the upstream"));
     r.push(row(Identity, "`x-http-method-override: DELETE` on a GET route",
         get(bots).key().h("x-http-method-override", "DELETE"), Pass)
-        .up(Up::Header("x-http-method-override", "DELETE".into()))
-        .note("forwarded as sent: the route check is on the real method, so the BCSP must not honour overrides"));
+        .up(Up::Absent("x-http-method-override"))
+        .note("with `routes` set, path and method override headers are removed in every spelling"));
+    for h in ["x-http-method", "x-method-override", "x_http_method_override", "x-original-url", "x-rewrite-url", "X-Original_URL"] {
+        let value = if h.ends_with("url") || h.ends_with("URL") { "/botconnector/admin" } else { "DELETE" };
+        r.push(row(Identity, &format!("`{h}: {value}` on a GET route"), get(bots).key().h(h, value), Pass).up(Up::Absent(h)));
+    }
 
     // --- client address: downstream ----------------------------------------------------------
     let forged = [
@@ -901,6 +950,68 @@ fn rows() -> Vec<Row> {
         .h("authorization", "Basic b"), Pass).up(Up::Header("authorization", "Basic a,Basic b".into()))
         .note("Envoy joins them into one value before any filter"));
     r.push(row(Serverless, "no credential", get("/x").h("x-serverless-authorization", "Bearer forged.jwt.sig"), Deny(401)));
+
+    // --- header-name variants ------------------------------------------------------------------
+    for h in ["x-bcsp_key-id", "x_bcsp-key-id", "X-Bcsp-Key_ID"] {
+        r.push(row(Variant, &format!("forged `{h}`"), get(bots).key().h(h, "admin"), Pass)
+            .up(Up::KeyId("genesys")).up(Up::Absent(h)));
+    }
+    for h in ["x-serverless_authorization", "X_Serverless-Authorization"] {
+        r.push(row(Variant, &format!("forged `{h}`"), get(bots).key().h(h, "Bearer forged.jwt.sig"), Pass)
+            .up(Up::Absent(h)).up(Up::OurToken("authorization")));
+    }
+    r.push(row(Variant, "the valid key under `x_bcsp_key` only", get(bots).h("x_bcsp_key", KEY), Deny(401))
+        .note("a variant is never read as a credential"));
+    r.push(row(Variant, "the valid key under `x-bcsp_key` and `x-bcsp-key`", get(bots).key().h("x-bcsp_key", KEY), Pass)
+        .up(Up::KeyId("genesys")).up(Up::Absent("x-bcsp_key")).note("admitted by the exact name; the copy is removed"));
+    r.push(row(Variant, "a wrong key under `X_BCSP-KEY`, the valid one under `x-bcsp-key`",
+        get(bots).key().h("X_BCSP-KEY", WRONG), Pass).up(Up::KeyId("genesys")).up(Up::Absent("x_bcsp-key")));
+
+    // --- trailers ------------------------------------------------------------------------------
+    let with_trailers = |q: Req, body: &[u8], trailers: &[(&str, &str)]| {
+        let mut q = q.streamed(body, body.len());
+        let mut raw = format!("{} {} HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
+            transfer-encoding: chunked\r\nconnection: close\r\n", q.method, q.path).into_bytes();
+        for (n, v) in &q.headers { raw.extend(format!("{n}: {v}\r\n").bytes()); }
+        raw.extend(format!("\r\n{:x}\r\n", body.len()).bytes());
+        raw.extend_from_slice(body);
+        raw.extend(b"\r\n0\r\n");
+        for (n, v) in trailers.iter().chain([&("x-note", "kept")]) {
+            raw.extend(format!("{n}: {v}\r\n").bytes());
+            q.trailers.push((n.to_string(), v.to_string()));
+        }
+        raw.extend(b"\r\n");
+        q.raw_h1(raw)
+    };
+    let trailer_rows: [(&str, &[(&str, &str)]); 4] = [
+        ("forged `x-bcsp-key-id` and `x_bcsp_key_id`", &[("x-bcsp-key-id", "admin"), ("x_bcsp_key_id", "admin")]),
+        ("forged `authorization` and `x-serverless-authorization`",
+            &[("authorization", "Bearer forged.jwt.sig"), ("x-serverless-authorization", "Bearer forged.jwt.sig")]),
+        ("the valid key as `x-bcsp-key` and `x-bcsp_key`", &[("x-bcsp-key", KEY), ("x-bcsp_key", KEY)]),
+        ("`x-http-method-override` and `x-original_url`", &[("x-http-method-override", "DELETE"), ("x-original_url", "/botconnector/admin")]),
+    ];
+    for (what, trailers) in trailer_rows {
+        let mut rw = row(Trailer, &format!("{what} as trailers, valid key"),
+            with_trailers(req("POST", msgs).key(), MSG.as_bytes(), trailers), Pass)
+            .h2(Via::Frames, Pass).up(Up::KeyId("genesys")).up(Up::Trailer("x-note", "kept"));
+        for (n, _) in trailers { rw = rw.up(Up::NoTrailer(n)); }
+        r.push(rw);
+    }
+
+    // --- Envoy routes on the key id header -----------------------------------------------------
+    let bearer = || get(bots).h("authorization", &format!("Bearer {BEARER}"));
+    r.push(row(KeyRoute, "valid `x-bcsp-key`", get(bots).key(), Pass)
+        .up(Up::KeyId("genesys")).up(Up::Header("x-routed", "default".into())));
+    r.push(row(KeyRoute, "valid Bearer key", bearer(), Pass)
+        .up(Up::KeyId("genesys-bearer")).up(Up::Header("x-routed", "bearer".into())));
+    r.push(row(KeyRoute, "valid `x-bcsp-key`, forged `x-bcsp-key-id: genesys-bearer`",
+        get(bots).key().h("x-bcsp-key-id", "genesys-bearer"), Pass)
+        .up(Up::KeyId("genesys")).up(Up::Header("x-routed", "default".into()))
+        .note("Envoy routes again on the id bcsp-guard stamped, not on the forged one"));
+    r.push(row(KeyRoute, "valid Bearer key, forged `x-bcsp-key-id: genesys`", bearer().h("x-bcsp-key-id", "genesys"), Pass)
+        .up(Up::KeyId("genesys-bearer")).up(Up::Header("x-routed", "bearer".into())));
+    r.push(row(KeyRoute, "valid key, `x_bcsp_key_id` (underscores refused by Envoy)",
+        get(bots).key().h("x_bcsp_key_id", "genesys-bearer"), E400).h2(Via::Curl, H2BAD));
 
     r
 }
@@ -1347,13 +1458,20 @@ mod frames {
         if !body.is_empty() {
             let chunks: Vec<&[u8]> = body.chunks(16_384).collect();
             for (i, c) in chunks.iter().enumerate() {
-                let flags = if i + 1 == chunks.len() && !q.hold {
+                let flags = if i + 1 == chunks.len() && !q.hold && q.trailers.is_empty() {
                     END_STREAM
                 } else {
                     0
                 };
                 out.extend(frame(DATA, flags, 1, c));
             }
+        }
+        if !q.trailers.is_empty() {
+            let mut block = Vec::new();
+            for (n, v) in &q.trailers {
+                literal(&mut block, n.as_bytes(), v.as_bytes());
+            }
+            out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
         }
         s.write_all(&out)?;
 
@@ -1518,6 +1636,10 @@ fn invariants(cfg: Cfg, seen: &Seen) -> Result<(), String> {
                 return Err(format!("unlisted {} {}", seen.method, seen.target));
             }
         }
+        Cfg::KeyRoute => {
+            let auth = seen.headers_named("authorization");
+            emulator_token(auth.first().copied().filter(|_| auth.len() == 1))?;
+        }
         Cfg::Xff1 | Cfg::Xff2 => {}
     }
     Ok(())
@@ -1553,6 +1675,22 @@ fn check_up(up: &Up, seen: &Seen) -> Result<(), String> {
         }
         Up::BodyLen(n) if seen.body.len() != *n => {
             Err(format!("body of {} bytes, want {n}", seen.body.len()))
+        }
+        Up::Trailer(n, _) | Up::NoTrailer(n) => {
+            let got: Vec<&str> = seen
+                .trailers
+                .iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let want: Vec<&str> = if let Up::Trailer(_, v) = up {
+                vec![*v]
+            } else {
+                vec![]
+            };
+            (got == want)
+                .then_some(())
+                .ok_or_else(|| format!("trailer {n}: {got:?}, want {want:?}"))
         }
         _ => Ok(()),
     }
@@ -1777,6 +1915,8 @@ fn leg_up(row: &Row, leg: Leg) -> Option<String> {
                 Up::OurToken(h) => format!("only our token in `{h}`"),
                 Up::XffLast(ip) => format!("XFF ending `{ip}`"),
                 Up::BodyLen(n) => format!("the {n}-byte body"),
+                Up::Trailer(n, v) => format!("trailer `{n}: {v}`"),
+                Up::NoTrailer(n) => format!("no trailer `{n}`"),
             })
             .collect::<Vec<_>>()
             .join(", "),

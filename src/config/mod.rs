@@ -186,7 +186,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
     let lockout = raw.lockout.as_ref().map(compile_lockout).transpose()?;
     let www_authenticate = challenge(&keys);
     let mut policy = Policy {
-        strip_headers: Vec::new(),
+        controlled: Default::default(),
         keys,
         client_ip,
         allow,
@@ -200,7 +200,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         lockout,
         warnings,
     };
-    policy.strip_headers = policy.identity_headers();
+    policy.controlled = policy.controlled_headers();
     Ok(policy)
 }
 

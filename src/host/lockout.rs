@@ -28,10 +28,16 @@ fn now_s<H: SharedHost>(host: &H) -> u32 {
 
 impl LockoutBook {
     pub fn new(rule: LockoutRule) -> LockoutBook {
+        LockoutBook::in_namespace(rule, crate::token::record::DEFAULT_NAMESPACE)
+    }
+
+    /// As [`LockoutBook::new`], with the tables under `namespace`
+    /// (see [`crate::token::record::namespace`]).
+    pub fn in_namespace(rule: LockoutRule, namespace: &str) -> LockoutBook {
         LockoutBook {
             rule,
             keys: (0..SHARDS)
-                .map(|i| format!("bcsp_guard.v1.lockout.{i}"))
+                .map(|i| format!("{namespace}.lockout.{i}"))
                 .collect(),
             local: RefCell::new(vec![Table::default(); SHARDS]),
         }

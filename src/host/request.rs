@@ -471,14 +471,26 @@ fn too_large<H: RequestHost>(
 }
 
 /// Removes every credential header, any key id the caller sent, and — with `upstream_token` —
-/// any identity the caller chose for the upstream, in both `-` and `_` spellings.
-/// Only names present in the request cost a host call: the map read earlier is complete.
+/// any identity the caller chose for the upstream, in every spelling a server may read as the
+/// same header (see [`crate::policy::names`]). Only names present in the request cost a host
+/// call: the map read earlier is complete.
 fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy, view: &RequestView<'_>) {
-    for name in &policy.strip_headers {
-        if view.header(name).is_some() {
-            host.set_request_header(name, None);
-        }
+    for name in policy
+        .controlled
+        .present(view.headers.iter().map(|(n, _)| *n))
+    {
+        host.set_request_header(name, None);
     }
+}
+
+/// The request trailers to remove: every controlled name, in any spelling. Trailers arrive
+/// after the headers went upstream, when a refusal could only reset a half-sent request, and
+/// some servers merge them into the headers; removing is what keeps them harmless.
+pub fn trailers_to_remove<'t>(guard: &Guard, trailers: &[(&'t str, &str)]) -> Vec<&'t str> {
+    guard
+        .policy
+        .controlled
+        .present(trailers.iter().map(|(n, _)| *n))
 }
 
 /// Strip every credential, stamp who was admitted, and inject the identity token.

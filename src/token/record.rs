@@ -8,8 +8,37 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 use super::jwt::{is_sendable_jwt, IdentityToken};
 use super::schedule::{refresh_at_ms, usable, Timing};
+
+/// The prefix of every shared-data key one plugin configuration uses. Shared data belongs to
+/// a `vm_id`, not to a plugin, and proxy-wasm offers no way to list its keys: naming the
+/// plugin's root id and a digest of its whole configuration (which holds the key hashes)
+/// keeps another plugin of the same `vm_id` from finding, reading or rewriting these records
+/// unless it holds the same configuration. A new configuration starts with fresh records.
+pub fn namespace(root_id: &str, config: &[u8]) -> String {
+    let root: String = root_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let digest: String = Sha256::digest(config)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("bcsp_guard.v2.{root}.{digest}")
+}
+
+/// Where records live when no namespace was set (tests and single-plugin hosts).
+pub const DEFAULT_NAMESPACE: &str = "bcsp_guard.v1";
 
 /// A token as cached for all workers, with the times that drive its refresh.
 #[derive(Clone, PartialEq, Eq)]

@@ -367,6 +367,7 @@ fn request_helpers() {
         target: "/p/q?audience=https%3A%2F%2Fa.run.app&x=a+b&flag&x=second&bad=%zz%4".into(),
         headers: vec![],
         body: vec![],
+        trailers: vec![],
         peer: "127.0.0.1:1".parse().expect("addr"),
     };
     assert_eq!(req.path(), "/p/q");
