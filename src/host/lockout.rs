@@ -176,6 +176,25 @@ mod tests {
     }
 
     #[test]
+    fn books_in_different_namespaces_share_nothing() {
+        let store = Rc::new(Store::default());
+        let w = Worker::new(&store);
+        let ours = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.a.1");
+        let other = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.b.2");
+        let c = ip("198.51.100.9");
+        for _ in 0..4 {
+            let _ = other.failed(&w, c);
+        }
+        assert!(other.locked(&w, c).is_some());
+        assert_eq!(
+            ours.locked(&w, c),
+            None,
+            "another plugin's table is not ours"
+        );
+        assert_eq!(ours.failed(&w, c), Failure::Counted(1));
+    }
+
+    #[test]
     fn failures_on_two_workers_add_up_and_one_of_them_sees_the_lockout() {
         let store = Rc::new(Store::default());
         let (w1, w2) = (Worker::new(&store), Worker::new(&store));

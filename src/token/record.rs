@@ -210,6 +210,19 @@ mod tests {
     use super::super::jwt::{base64url_encode, parse_identity_token};
     use super::*;
 
+    #[test]
+    fn namespace_names_the_root_id_and_the_whole_configuration() {
+        let a = namespace("bcsp_guard", br#"{"keys":[1]}"#);
+        assert!(a.starts_with("bcsp_guard.v2.bcsp_guard."), "{a}");
+        assert_eq!(a.len(), "bcsp_guard.v2.bcsp_guard.".len() + 32);
+        assert_eq!(a, namespace("bcsp_guard", br#"{"keys":[1]}"#));
+        assert_ne!(a, namespace("bcsp_guard", br#"{"keys":[2]}"#));
+        assert_ne!(a, namespace("other", br#"{"keys":[1]}"#));
+        // A root id cannot add key separators of its own.
+        assert!(namespace("a.b;c", b"").starts_with("bcsp_guard.v2.a_b_c."));
+        assert_ne!(a, DEFAULT_NAMESPACE);
+    }
+
     const NOW_MS: u64 = 1_700_000_000_000;
 
     fn token(exp_s: i64) -> IdentityToken {
