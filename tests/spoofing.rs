@@ -37,6 +37,8 @@ const BEARER: &str = "spoof-BEARER-8d20f6c4e1a9";
 const WRONG: &str = "spoof-WRONG-00000000000000";
 const OM_SECRET: &str = "spoof-om-secret-5a7e21c09b3d";
 const AUD: &str = "https://bcsp-spoof.a.run.app";
+/// `keys[].audience` of `genesys-bearer` in configuration F.
+const AUD_B: &str = "https://bcsp-spoof-b.a.run.app";
 /// `max_body_bytes` of every configuration here (small, so over-limit rows stay fast).
 const LIMIT: usize = 4096;
 /// Test clients send from 127.0.0.5 (inside `allow_cidrs`) or 127.0.0.6 (outside).
@@ -111,9 +113,11 @@ impl Cfg {
             }
             Cfg::Xff2 => "as D with `trusted_hops: 2` and `use_remote_address: true`",
             Cfg::KeyRoute => {
-                "as A's two keys with `upstream_token`, no routes; Envoy routes `x-bcsp-key-id: \
-                 genesys-bearer` to a route that adds `x-routed: bearer`, the rest to one that adds \
-                 `x-routed: default`; `headers_with_underscores_action: REJECT_REQUEST`"
+                "as A's two keys with `upstream_token`, no routes; `genesys-bearer` has its own \
+                 `audience` (B); Envoy routes `x-bcsp-key-id: genesys-bearer` to a route that adds \
+                 `x-routed: bearer`, the rest to one that adds `x-routed: default`, and every admitted \
+                 request must carry the token of the route it took (B, or the default audience); \
+                 `headers_with_underscores_action: REJECT_REQUEST`"
             }
         }
     }
@@ -178,7 +182,7 @@ fn envoy_config(cfg: Cfg, metadata: SocketAddr) -> EnvoyConfig {
         Cfg::KeyRoute => EnvoyConfig::new(json!({
             "keys": [
                 key("genesys", KEY),
-                with(key("genesys-bearer", BEARER), json!({"header": "authorization", "scheme": "Bearer"})),
+                with(key("genesys-bearer", BEARER), json!({"header": "authorization", "scheme": "Bearer", "audience": AUD_B})),
             ],
             "upstream_token": token("authorization"),
         }))
@@ -247,7 +251,7 @@ impl Group {
             Group::Serverless => "Token in `x-serverless-authorization` mode",
             Group::Variant => "Header names a server reads as ours (`_` for `-`, any case)",
             Group::Trailer => "Request trailers",
-            Group::KeyRoute => "Envoy routes that match the key id header",
+            Group::KeyRoute => "Envoy routes that match the key id header; an audience per key",
         }
     }
     /// What the group's rows assume beyond their configuration.
@@ -1268,12 +1272,16 @@ fn is_listed(method: &str, target: &str) -> bool {
 }
 
 fn emulator_token(value: Option<&str>) -> Result<(), String> {
+    token_for(value, AUD)
+}
+
+fn token_for(value: Option<&str>, aud: &str) -> Result<(), String> {
     let v = value.ok_or("no token")?;
     let jwt = v
         .strip_prefix("Bearer ")
         .ok_or_else(|| format!("token without Bearer: {v:?}"))?;
     let claims = decode_claims(jwt).ok_or_else(|| format!("not an emulator JWT: {v:?}"))?;
-    if claims.aud != AUD {
+    if claims.aud != aud {
         return Err(format!("token for {:?}", claims.aud));
     }
     Ok(())
@@ -1330,7 +1338,9 @@ fn invariants(cfg: Cfg, seen: &Seen) -> Result<(), String> {
         }
         Cfg::KeyRoute => {
             let auth = seen.headers_named("authorization");
-            emulator_token(auth.first().copied().filter(|_| auth.len() == 1))?;
+            let bearer_route = seen.headers_named("x-routed") == ["bearer"];
+            let want = if bearer_route { AUD_B } else { AUD };
+            token_for(auth.first().copied().filter(|_| auth.len() == 1), want)?;
         }
         Cfg::Xff1 | Cfg::Xff2 => {}
     }

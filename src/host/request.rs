@@ -503,6 +503,10 @@ fn admit<H: RequestHost>(
 ) -> Outcome {
     let policy = &guard.policy;
     strip_client_identity(host, policy, view);
+    let key_audience = match &who {
+        Admitted::Key(key) => key.audience.as_deref(),
+        _ => None,
+    };
     match who {
         Admitted::Key(key) => {
             if let Some(id_header) = &policy.key_id_header {
@@ -519,13 +523,15 @@ fn admit<H: RequestHost>(
     let Some(upstream) = &policy.upstream_token else {
         return Outcome::Forward;
     };
+    // The route read here is the one Envoy chose before these edits (see the README on
+    // `audience_by_cluster`); a key's own audience does not depend on routing at all.
     let routed = if upstream.audience_by_cluster.is_empty() {
         None
     } else {
         host.property(&["xds", "cluster_name"])
             .and_then(|b| String::from_utf8(b).ok())
     };
-    let audience = upstream.audience_for(routed.as_deref());
+    let audience = key_audience.unwrap_or_else(|| upstream.audience_for(routed.as_deref()));
     let Some(tokens) = tokens else {
         // Configured for tokens but the host cannot hold them: fail closed.
         no_token(host, guard, view, 5);

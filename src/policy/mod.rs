@@ -88,7 +88,7 @@ impl Policy {
                 let from = k.window.not_before_ms.map(time::format_rfc3339);
                 let until = k.window.not_after_ms.map(time::format_rfc3339);
                 format!(
-                    "{} (header {}{}, valid {} .. {})",
+                    "{} (header {}{}, valid {} .. {}{})",
                     k.id,
                     header,
                     k.scheme
@@ -97,6 +97,10 @@ impl Policy {
                         .unwrap_or_default(),
                     from.as_deref().unwrap_or("-"),
                     until.as_deref().unwrap_or("-"),
+                    k.audience
+                        .as_deref()
+                        .map(|a| format!(", audience {a}"))
+                        .unwrap_or_default(),
                 )
             })
             .collect();

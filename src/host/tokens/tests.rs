@@ -67,6 +67,7 @@ fn cfg() -> UpstreamToken {
         cluster: "meta".into(),
         audience: "https://a.run.app".into(),
         audience_by_cluster: vec![],
+        key_audiences: vec![],
         header: "authorization".into(),
         authority: "metadata.google.internal".into(),
         path: "/identity".into(),

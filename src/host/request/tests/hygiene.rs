@@ -101,3 +101,41 @@ fn trailers_lose_every_controlled_name() {
     );
     assert!(trailers_to_remove(&g, &[("x-note", "a")]).is_empty());
 }
+
+#[test]
+fn a_key_with_its_own_audience_gets_that_token_whatever_the_route() {
+    let a = SecretHash::of(b"alpha").to_hex();
+    let b = SecretHash::of(b"bravo").to_hex();
+    let json = format!(
+        r#"{{"keys":[{{"id":"a","sha256":"{a}"}},
+                     {{"id":"b","header":"authorization","scheme":"Bearer","sha256":"{b}",
+                       "audience":"https://b.run.app"}}],
+            "upstream_token":{{"cluster":"meta","audience":"https://a.run.app"}}}}"#
+    );
+    let policy = config::compile(json.as_bytes()).unwrap();
+    let stats = Stats::define(&policy, |_, _| None);
+    let g = Guard { policy, stats };
+    for (sent, want) in [
+        (("x-bcsp-key", "alpha"), "https://a.run.app"),
+        (("authorization", "Bearer bravo"), "https://b.run.app"),
+    ] {
+        let mut host = FakeHost::with(&[sent, ("x-bcsp-key-id", "a")]);
+        host.properties
+            .insert("xds.cluster_name".into(), "eu".into());
+        let tokens = FakeTokens {
+            value: Some("Bearer jwt"),
+            missing: Missing::Reject { retry_after_s: 1 },
+            asked: RefCell::default(),
+        };
+        assert_eq!(headers_step(&host, &g, Some(&tokens)), Outcome::Forward);
+        assert_eq!(tokens.asked.borrow().as_slice(), [want]);
+        assert!(
+            !host
+                .property_reads
+                .borrow()
+                .iter()
+                .any(|p| p == "xds.cluster_name"),
+            "no route is consulted without audience_by_cluster"
+        );
+    }
+}
