@@ -10,7 +10,7 @@ use crate::policy::keys::{Key, KeyId, KeySet, SecretHash, Window};
 use crate::policy::lockout::LockoutRule;
 use crate::policy::routes::{self, Route, Routes};
 use crate::policy::time::parse_rfc3339;
-use crate::policy::upstream::UpstreamToken;
+use crate::policy::upstream::{UpstreamToken, SERVERLESS_AUTHORIZATION};
 use crate::policy::webhook::{SecretSource, Webhook, WebhookSecret, DEFAULT_SIGNATURE_HEADER};
 use crate::policy::Policy;
 use crate::token::schedule::Timing;
@@ -195,20 +195,23 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         Some("") => None,
         Some(h) => Some(fields::header_name(h).map_err(|m| ConfigError::at("key_id_header", m))?),
     };
+    // Compared as CGI-style servers read names: `x_bcsp_key` is `x-bcsp-key` to them.
+    let same = |a: &str, b: &str| crate::policy::names::fold(a) == crate::policy::names::fold(b);
     if let Some(id_header) = &key_id_header {
-        if keys.headers.contains(id_header) {
+        if keys.headers.iter().any(|h| same(h, id_header)) {
             return Err(ConfigError::at(
                 "key_id_header",
                 format!("`{id_header}` is also a credential header"),
             ));
         }
     }
-    let upstream_token = match &raw.upstream_token {
+    let mut upstream_token = match &raw.upstream_token {
         None => None,
         Some(t) => Some(compile_upstream(t)?),
     };
+    key_audiences(&keys, upstream_token.as_mut())?;
     if let (Some(t), Some(id_header)) = (&upstream_token, &key_id_header) {
-        if &t.header == id_header {
+        if same(&t.header, id_header) || same(SERVERLESS_AUTHORIZATION, id_header) {
             return Err(ConfigError::at(
                 "key_id_header",
                 format!("`{id_header}` is also upstream_token.header"),
@@ -243,7 +246,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
     let lockout = raw.lockout.as_ref().map(compile_lockout).transpose()?;
     let www_authenticate = challenge(&keys);
     let mut policy = Policy {
-        strip_headers: Vec::new(),
+        controlled: Default::default(),
         keys,
         client_ip,
         allow,
@@ -257,7 +260,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         lockout,
         warnings,
     };
-    policy.strip_headers = policy.identity_headers();
+    policy.controlled = policy.controlled_headers();
     Ok(policy)
 }
 
@@ -586,9 +589,53 @@ fn compile_keys(raw: &[RawKey]) -> Result<KeySet, ConfigError> {
             scheme,
             hash,
             window,
+            audience: k
+                .audience
+                .as_deref()
+                .map(fields::audience)
+                .transpose()
+                .map_err(|m| ConfigError::at(at("audience"), m))?,
         });
     }
     Ok(KeySet { headers, keys })
+}
+
+/// `keys[].audience`: needs `upstream_token`, and replaces `audience_by_cluster` rather than
+/// mixing with it (a request would have two candidate audiences and two contracts).
+fn key_audiences(keys: &KeySet, upstream: Option<&mut UpstreamToken>) -> Result<(), ConfigError> {
+    let named = keys
+        .keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| Some((i, k.audience.as_ref()?)));
+    let Some(t) = upstream else {
+        return match named.map(|(i, _)| i).next() {
+            Some(i) => Err(ConfigError::at(
+                format!("keys[{i}].audience"),
+                "needs upstream_token",
+            )),
+            None => Ok(()),
+        };
+    };
+    for (i, aud) in named {
+        let at = format!("keys[{i}].audience");
+        if !t.audience_by_cluster.is_empty() {
+            return Err(ConfigError::at(
+                at,
+                "cannot be combined with upstream_token.audience_by_cluster: choose the audience by key or by routed cluster",
+            ));
+        }
+        if !t.key_audiences.contains(aud) {
+            t.key_audiences.push(aud.clone());
+        }
+        if t.audiences().len() > MAX_AUDIENCES {
+            return Err(ConfigError::at(
+                at,
+                format!("at most {MAX_AUDIENCES} distinct audiences"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn compile_client_ip(raw: Option<&RawClientIp>) -> Result<ClientIpRule, ConfigError> {
@@ -701,6 +748,7 @@ fn compile_upstream(raw: &RawUpstreamToken) -> Result<UpstreamToken, ConfigError
         cluster,
         audience,
         audience_by_cluster: by_cluster,
+        key_audiences: Vec::new(),
         header,
         authority,
         path,

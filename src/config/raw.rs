@@ -44,6 +44,9 @@ pub struct RawKey {
     pub not_before: Option<String>,
     #[serde(default)]
     pub not_after: Option<String>,
+    /// The identity-token audience for requests this key admits.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -596,3 +596,5 @@ fn lockout_has_defaults_and_bounds() {
     assert!(err(&with_key("", r#","lockout":{"window":5}"#))
         .starts_with("lockout.window: unknown field `window`"));
 }
+
+mod audience_and_names;

@@ -121,6 +121,7 @@ pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
 
 /// proxy-wasm map types this filter reads.
 pub const REQUEST_HEADERS: u32 = 0;
+pub const REQUEST_TRAILERS: u32 = 1;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 
 /// A header map in proxy-wasm's serialized form (empty when the host has none), for

@@ -28,10 +28,16 @@ fn now_s<H: SharedHost>(host: &H) -> u32 {
 
 impl LockoutBook {
     pub fn new(rule: LockoutRule) -> LockoutBook {
+        LockoutBook::in_namespace(rule, crate::token::record::DEFAULT_NAMESPACE)
+    }
+
+    /// As [`LockoutBook::new`], with the tables under `namespace`
+    /// (see [`crate::token::record::namespace`]).
+    pub fn in_namespace(rule: LockoutRule, namespace: &str) -> LockoutBook {
         LockoutBook {
             rule,
             keys: (0..SHARDS)
-                .map(|i| format!("bcsp_guard.v1.lockout.{i}"))
+                .map(|i| format!("{namespace}.lockout.{i}"))
                 .collect(),
             local: RefCell::new(vec![Table::default(); SHARDS]),
         }
@@ -167,6 +173,25 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn books_in_different_namespaces_share_nothing() {
+        let store = Rc::new(Store::default());
+        let w = Worker::new(&store);
+        let ours = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.a.1");
+        let other = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.b.2");
+        let c = ip("198.51.100.9");
+        for _ in 0..4 {
+            let _ = other.failed(&w, c);
+        }
+        assert!(other.locked(&w, c).is_some());
+        assert_eq!(
+            ours.locked(&w, c),
+            None,
+            "another plugin's table is not ours"
+        );
+        assert_eq!(ours.failed(&w, c), Failure::Counted(1));
     }
 
     #[test]

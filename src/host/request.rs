@@ -563,14 +563,26 @@ fn too_large<H: RequestHost>(
 }
 
 /// Removes every credential header, any key id the caller sent, and — with `upstream_token` —
-/// any identity the caller chose for the upstream, in both `-` and `_` spellings.
-/// Only names present in the request cost a host call: the map read earlier is complete.
+/// any identity the caller chose for the upstream, in every spelling a server may read as the
+/// same header (see [`crate::policy::names`]). Only names present in the request cost a host
+/// call: the map read earlier is complete.
 fn strip_client_identity<H: RequestHost>(host: &H, policy: &Policy, view: &RequestView<'_>) {
-    for name in &policy.strip_headers {
-        if view.header(name).is_some() {
-            host.set_request_header(name, None);
-        }
+    for name in policy
+        .controlled
+        .present(view.headers.iter().map(|(n, _)| *n))
+    {
+        host.set_request_header(name, None);
     }
+}
+
+/// The request trailers to remove: every controlled name, in any spelling. Trailers arrive
+/// after the headers went upstream, when a refusal could only reset a half-sent request, and
+/// some servers merge them into the headers; removing is what keeps them harmless.
+pub fn trailers_to_remove<'t>(guard: &Guard, trailers: &[(&'t str, &str)]) -> Vec<&'t str> {
+    guard
+        .policy
+        .controlled
+        .present(trailers.iter().map(|(n, _)| *n))
 }
 
 /// Strip every credential, stamp who was admitted, and inject the identity token.
@@ -583,6 +595,10 @@ fn admit<H: RequestHost>(
 ) -> Outcome {
     let policy = &guard.policy;
     strip_client_identity(host, policy, view);
+    let key_audience = match &who {
+        Admitted::Key(key) => key.audience.as_deref(),
+        _ => None,
+    };
     match who {
         Admitted::Key(key) => {
             if let Some(id_header) = &policy.key_id_header {
@@ -598,13 +614,15 @@ fn admit<H: RequestHost>(
     let Some(upstream) = &policy.upstream_token else {
         return Outcome::Forward;
     };
+    // The route read here is the one Envoy chose before these edits (see the README on
+    // `audience_by_cluster`); a key's own audience does not depend on routing at all.
     let routed = if upstream.audience_by_cluster.is_empty() {
         None
     } else {
         host.property(&["xds", "cluster_name"])
             .and_then(|b| String::from_utf8(b).ok())
     };
-    let audience = upstream.audience_for(routed.as_deref());
+    let audience = key_audience.unwrap_or_else(|| upstream.audience_for(routed.as_deref()));
     let Some(tokens) = tokens else {
         // Configured for tokens but the host cannot hold them: fail closed.
         no_token(host, guard, view, 5);

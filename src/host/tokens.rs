@@ -4,8 +4,8 @@
 
 use crate::policy::upstream::UpstreamToken;
 use crate::token::plan::{self, Missing, Plan};
-use crate::token::record::{CachedToken, FetchState};
-use crate::token::schedule::usable;
+use crate::token::record::{self, CachedToken, FetchState};
+use crate::token::schedule::{self, usable};
 use std::rc::Rc;
 
 /// Shared data, outbound calls and the clock, as the token cache needs them.
@@ -37,7 +37,10 @@ pub enum FetchOutcome {
     Stored {
         audience: String,
         exp_s: i64,
-        refresh_at_ms: u64,
+        /// Sent until then (exclusive): `exp - expiry_skew_s`.
+        usable_until_ms: u64,
+        /// When the next fetch starts: the refresh time, or earlier for a short-lived token.
+        next_fetch_ms: u64,
     },
     Failed {
         audience: String,
@@ -91,11 +94,16 @@ pub struct TokenWorker {
 impl TokenWorker {
     /// `holder` must differ between workers; see [`claim_holder_id`].
     pub fn new(cfg: &UpstreamToken, holder: u64) -> TokenWorker {
+        TokenWorker::in_namespace(cfg, holder, record::DEFAULT_NAMESPACE)
+    }
+
+    /// As [`TokenWorker::new`], with records under `namespace` (see [`record::namespace`]).
+    pub fn in_namespace(cfg: &UpstreamToken, holder: u64, namespace: &str) -> TokenWorker {
         let slots = cfg
             .audiences()
             .into_iter()
             .map(|aud| {
-                let base = format!("bcsp_guard.v1.{}.{}", cfg.cluster, aud);
+                let base = format!("{namespace}.{}.{}", cfg.cluster, aud);
                 Slot {
                     audience: aud.to_owned(),
                     token_key: format!("{base}.token"),
@@ -285,10 +293,12 @@ impl TokenWorker {
                 }
                 self.release(host, &state_key, |s| plan::after_success(s, holder));
                 self.sync(host, i);
+                let t = &self.cfg.timing;
                 FetchOutcome::Stored {
                     audience,
                     exp_s: record.exp_s,
-                    refresh_at_ms: record.refresh_at_ms,
+                    usable_until_ms: schedule::usable_until_ms(record.exp_s, t),
+                    next_fetch_ms: schedule::next_fetch_ms(record.refresh_at_ms, record.exp_s, t),
                 }
             }
             Err(reason) => {
@@ -391,9 +401,15 @@ fn read_state<H: SharedHost>(host: &H, key: &str) -> (FetchState, Option<u32>) {
 /// A worker id unique within this Envoy: a counter in shared data, bumped with
 /// compare-and-swap. Falls back to a time-derived id when shared data misbehaves.
 pub fn claim_holder_id<H: SharedHost>(host: &H) -> u64 {
-    const KEY: &str = "bcsp_guard.v1.workers";
+    claim_holder_id_in(host, record::DEFAULT_NAMESPACE)
+}
+
+/// As [`claim_holder_id`], counting under `namespace`.
+pub fn claim_holder_id_in<H: SharedHost>(host: &H, namespace: &str) -> u64 {
+    let key = format!("{namespace}.workers");
+    let key = key.as_str();
     for _ in 0..16 {
-        let (bytes, version) = host.get_shared(KEY);
+        let (bytes, version) = host.get_shared(key);
         let current = bytes
             .and_then(|b| {
                 std::str::from_utf8(&b)
@@ -402,7 +418,7 @@ pub fn claim_holder_id<H: SharedHost>(host: &H) -> u64 {
             })
             .unwrap_or(0);
         let next = current.saturating_add(1);
-        if host.set_shared(KEY, next.to_string().as_bytes(), version) && version.is_some() {
+        if host.set_shared(key, next.to_string().as_bytes(), version) && version.is_some() {
             return next;
         }
         if version.is_none() {

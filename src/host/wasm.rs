@@ -10,7 +10,9 @@ use super::lockout::LockoutBook;
 use super::metrics::{Kind, Stats};
 use super::reply::Reply;
 use super::request::{self, BodyState, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
-use super::tokens::{claim_holder_id, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker};
+use super::tokens::{
+    claim_holder_id_in, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker,
+};
 use crate::config;
 use crate::policy::lockout::Failure;
 use crate::policy::rotation;
@@ -226,13 +228,16 @@ impl Root {
             FetchOutcome::Stored {
                 audience,
                 exp_s,
-                refresh_at_ms,
+                usable_until_ms,
+                next_fetch_ms,
             } => {
                 Host.increment(stats.and_then(|s| s.token_fetch_ok));
+                let at = |ms: u64| format_rfc3339(i64::try_from(ms).unwrap_or(i64::MAX));
                 log::info!(
-                    "bcsp-guard: identity token refreshed for audience {audience}: expires {}, next refresh {}",
+                    "bcsp-guard: identity token refreshed for audience {audience}: expires {}, sent until {}, next fetch {}",
                     format_rfc3339(exp_s.saturating_mul(1000)),
-                    format_rfc3339(i64::try_from(refresh_at_ms).unwrap_or(i64::MAX)),
+                    at(usable_until_ms),
+                    at(next_fetch_ms),
                 );
             }
             FetchOutcome::Failed {
@@ -296,6 +301,12 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Shared data is common to every plugin of this vm_id: keep ours where only this
+        // configuration finds it.
+        let root_id = abi::get_property(&["plugin_root_id"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let namespace = crate::token::record::namespace(&root_id, &bytes);
         let summary = policy.summary();
         if super::once::first_to_announce(&Host, &summary) {
             log::info!("{summary}");
@@ -328,13 +339,16 @@ impl RootContext for Root {
                 );
                 return false;
             }
-            let holder = claim_holder_id(&Host);
-            self.tokens = Some(Rc::new(RefCell::new(TokenWorker::new(upstream, holder))));
+            let holder = claim_holder_id_in(&Host, &namespace);
+            let worker = TokenWorker::in_namespace(upstream, holder, &namespace);
+            self.tokens = Some(Rc::new(RefCell::new(worker)));
         } else if stats.key_days_left_min.is_some() && self.held.is_none() {
             // Only the gauge needs a timer; without one it keeps its startup value.
             let _ = abi::set_tick_period_ms(GAUGE_TICK_MS);
         }
-        self.lockout = policy.lockout.map(|rule| Rc::new(LockoutBook::new(rule)));
+        self.lockout = policy
+            .lockout
+            .map(|rule| Rc::new(LockoutBook::in_namespace(rule, &namespace)));
         self.guard = Some(Rc::new(Guard { policy, stats }));
         self.record_days_left();
         true
@@ -555,10 +569,22 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        clean_trailers(self.guard.as_deref());
         match self.body {
             BodyState::Webhook { .. } => self.body(self.body_size, true),
             BodyState::Counting { .. } if !self.waiting() => Action::Continue,
             _ => Action::Pause,
         }
+    }
+}
+
+/// Removes the names the filter controls from the request trailers (see
+/// `request::trailers_to_remove`).
+fn clean_trailers(guard: Option<&Guard>) {
+    let Some(guard) = guard else { return };
+    let raw = abi::get_header_map(abi::REQUEST_TRAILERS);
+    let trailers = header_map::decode(&raw);
+    for name in request::trailers_to_remove(guard, &trailers) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None);
     }
 }

@@ -111,6 +111,9 @@ pub struct Key {
     pub scheme: Option<String>,
     pub hash: SecretHash,
     pub window: Window,
+    /// The identity-token audience for requests this key admits (`upstream_token` default
+    /// otherwise).
+    pub audience: Option<String>,
 }
 
 /// All keys, and the distinct lower-case header names they are read from.
@@ -237,6 +240,7 @@ mod tests {
             scheme: scheme.map(str::to_owned),
             hash: hash(secret),
             window,
+            audience: None,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod decide;
 pub mod keys;
 pub mod lockout;
+pub mod names;
 pub mod rotation;
 pub mod routes;
 pub mod time;
@@ -14,6 +15,7 @@ pub mod webhook;
 use client_ip::{CidrSet, ClientIpRule};
 use keys::KeySet;
 use lockout::LockoutRule;
+use names::Controlled;
 use routes::Routes;
 use upstream::UpstreamToken;
 use webhook::{SecretSource, Webhook};
@@ -22,10 +24,11 @@ use webhook::{SecretSource, Webhook};
 /// error handling for config.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// Every header a caller must not choose, removed from each admitted request: credential
-    /// headers, the key id header and (with `upstream_token`) the identity headers, plus their
-    /// `_` spellings, which many app servers treat as the same header. Built once.
-    pub strip_headers: Vec<String>,
+    /// Every header a caller must not choose, removed from each admitted request (and from
+    /// its trailers) in any spelling that folds to it (see [`names`]): credential headers, the
+    /// key id header, with `upstream_token` the identity headers, and with `routes` the path
+    /// and method override headers. Built once.
+    pub controlled: Controlled,
     pub keys: KeySet,
     pub client_ip: ClientIpRule,
     /// `None`: no IP restriction.
@@ -47,27 +50,18 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// See [`Policy::strip_headers`].
-    pub fn identity_headers(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.keys.headers.clone();
-        names.extend(self.key_id_header.iter().cloned());
+    /// See [`Policy::controlled`].
+    pub fn controlled_headers(&self) -> Controlled {
+        let mut names: Vec<&str> = self.keys.headers.iter().map(String::as_str).collect();
+        names.extend(self.key_id_header.as_deref());
         if let Some(t) = &self.upstream_token {
-            names.push(upstream::SERVERLESS_AUTHORIZATION.to_owned());
-            names.push(t.header.clone());
+            names.push(upstream::SERVERLESS_AUTHORIZATION);
+            names.push(&t.header);
         }
-        let underscored: Vec<String> = names
-            .iter()
-            .filter(|n| n.contains('-'))
-            .map(|n| n.replace('-', "_"))
-            .collect();
-        names.extend(underscored);
-        let mut out: Vec<String> = Vec::with_capacity(names.len());
-        for n in names {
-            if !out.contains(&n) {
-                out.push(n);
-            }
+        if self.routes.is_some() {
+            names.extend(names::OVERRIDE_HEADERS);
         }
-        out
+        Controlled::new(names)
     }
 
     /// Whether a decision needs Envoy's `source.address`.
@@ -94,7 +88,7 @@ impl Policy {
                 let from = k.window.not_before_ms.map(time::format_rfc3339);
                 let until = k.window.not_after_ms.map(time::format_rfc3339);
                 format!(
-                    "{} (header {}{}, valid {} .. {})",
+                    "{} (header {}{}, valid {} .. {}{})",
                     k.id,
                     header,
                     k.scheme
@@ -103,6 +97,10 @@ impl Policy {
                         .unwrap_or_default(),
                     from.as_deref().unwrap_or("-"),
                     until.as_deref().unwrap_or("-"),
+                    k.audience
+                        .as_deref()
+                        .map(|a| format!(", audience {a}"))
+                        .unwrap_or_default(),
                 )
             })
             .collect();

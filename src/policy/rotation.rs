@@ -80,6 +80,7 @@ mod tests {
                         not_before_ms: None,
                         not_after_ms: na.map(|d| NOW + d),
                     },
+                    audience: None,
                 })
                 .collect(),
         }

@@ -13,6 +13,8 @@ pub struct UpstreamToken {
     pub audience: String,
     /// (routed cluster, audience), checked before `audience`.
     pub audience_by_cluster: Vec<(String, String)>,
+    /// The distinct audiences keys name (`keys[].audience`); never with `audience_by_cluster`.
+    pub key_audiences: Vec<String>,
     /// `authorization` or `x-serverless-authorization`.
     pub header: String,
     pub authority: String,
@@ -30,7 +32,8 @@ impl UpstreamToken {
     /// Every distinct audience, default first: one cache entry and one refresher each.
     pub fn audiences(&self) -> Vec<&str> {
         let mut out = vec![self.audience.as_str()];
-        for (_, aud) in &self.audience_by_cluster {
+        let more = self.audience_by_cluster.iter().map(|(_, a)| a);
+        for aud in more.chain(&self.key_audiences) {
             if !out.contains(&aud.as_str()) {
                 out.push(aud);
             }
@@ -82,6 +85,7 @@ mod tests {
                 ("eu".into(), "https://eu.run.app".into()),
                 ("eu2".into(), "https://eu.run.app".into()),
             ],
+            key_audiences: vec![],
             header: "authorization".into(),
             authority: "metadata.google.internal".into(),
             path: "/computeMetadata/v1/instance/service-accounts/default/identity".into(),

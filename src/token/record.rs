@@ -8,8 +8,37 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 use super::jwt::{is_sendable_jwt, IdentityToken};
 use super::schedule::{refresh_at_ms, usable, Timing};
+
+/// The prefix of every shared-data key one plugin configuration uses. Shared data belongs to
+/// a `vm_id`, not to a plugin, and proxy-wasm offers no way to list its keys: naming the
+/// plugin's root id and a digest of its whole configuration (which holds the key hashes)
+/// keeps another plugin of the same `vm_id` from finding, reading or rewriting these records
+/// unless it holds the same configuration. A new configuration starts with fresh records.
+pub fn namespace(root_id: &str, config: &[u8]) -> String {
+    let root: String = root_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let digest: String = Sha256::digest(config)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("bcsp_guard.v2.{root}.{digest}")
+}
+
+/// Where records live when no namespace was set (tests and single-plugin hosts).
+pub const DEFAULT_NAMESPACE: &str = "bcsp_guard.v1";
 
 /// A token as cached for all workers, with the times that drive its refresh.
 #[derive(Clone, PartialEq, Eq)]
@@ -180,6 +209,19 @@ fn parse_i64(text: &[u8]) -> Option<i64> {
 mod tests {
     use super::super::jwt::{base64url_encode, parse_identity_token};
     use super::*;
+
+    #[test]
+    fn namespace_names_the_root_id_and_the_whole_configuration() {
+        let a = namespace("bcsp_guard", br#"{"keys":[1]}"#);
+        assert!(a.starts_with("bcsp_guard.v2.bcsp_guard."), "{a}");
+        assert_eq!(a.len(), "bcsp_guard.v2.bcsp_guard.".len() + 32);
+        assert_eq!(a, namespace("bcsp_guard", br#"{"keys":[1]}"#));
+        assert_ne!(a, namespace("bcsp_guard", br#"{"keys":[2]}"#));
+        assert_ne!(a, namespace("other", br#"{"keys":[1]}"#));
+        // A root id cannot add key separators of its own.
+        assert!(namespace("a.b;c", b"").starts_with("bcsp_guard.v2.a_b_c."));
+        assert_ne!(a, DEFAULT_NAMESPACE);
+    }
 
     const NOW_MS: u64 = 1_700_000_000_000;
 

@@ -55,6 +55,17 @@ pub fn refresh_at_ms(fetched_at_ms: u64, exp_s: i64, t: &Timing) -> u64 {
         .min(fetched_at_ms.saturating_add(MAX_REFRESH_INTERVAL_MS))
 }
 
+/// The last moment a token is sent (exclusive): `exp - expiry_skew_s`.
+pub fn usable_until_ms(exp_s: i64, t: &Timing) -> u64 {
+    exp_ms(exp_s).saturating_sub(t.expiry_skew_s.saturating_mul(1000))
+}
+
+/// When the next fetch really starts: at `refresh_at_ms`, or as soon as the token stops
+/// being usable if that comes first (a token that lives less than twice the skew).
+pub fn next_fetch_ms(refresh_at_ms: u64, exp_s: i64, t: &Timing) -> u64 {
+    refresh_at_ms.min(usable_until_ms(exp_s, t))
+}
+
 /// Backoff after `failures` consecutive failures: 1 s doubling to 30 s, jittered into
 /// [d/2, d] by `rand` so workers of several Envoys do not retry in step. `failures == 0` is
 /// treated as 1, so the result is never 0.
@@ -85,6 +96,21 @@ mod tests {
     };
     const EXP: i64 = 1_700_003_600;
     const EXP_MS: u64 = 1_700_003_600_000;
+
+    #[test]
+    fn a_short_lived_token_is_refetched_when_it_stops_being_usable() {
+        let fetched = EXP_MS - 40_000; // lives 40 s; unusable after 10 s
+        let at = refresh_at_ms(fetched, EXP, &T);
+        assert_eq!(at, fetched + 20_000, "midpoint of its life");
+        assert_eq!(usable_until_ms(EXP, &T), EXP_MS - 30_000);
+        assert_eq!(next_fetch_ms(at, EXP, &T), EXP_MS - 30_000);
+        assert!(!usable(next_fetch_ms(at, EXP, &T), EXP, &T));
+        // A normal token: the refresh comes first.
+        let fetched = EXP_MS - 3_600_000;
+        let at = refresh_at_ms(fetched, EXP, &T);
+        assert_eq!(next_fetch_ms(at, EXP, &T), at);
+        assert!(usable(at, EXP, &T));
+    }
 
     #[test]
     fn defaults_are_the_documented_ones() {

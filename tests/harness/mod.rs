@@ -245,6 +245,12 @@ pub struct EnvoyConfig {
     /// The Wasm plugin config's `allow_on_headers_stop_iteration` (what every shipped config
     /// with webhooks sets): bcsp-guard holds a delivery's headers and still gets its body.
     pub stop_iteration: bool,
+    /// HTTP/1.1 trailers on (`enable_trailers` downstream and towards the `bcsp` cluster).
+    pub trailers: bool,
+    /// The connection manager's `headers_with_underscores_action` (Envoy's default: ALLOW).
+    pub underscores: Option<&'static str>,
+    /// Raw YAML for the virtual host's `routes:` list, replacing the generated one.
+    pub routes_yaml: Option<String>,
 }
 
 impl EnvoyConfig {
@@ -263,7 +269,23 @@ impl EnvoyConfig {
             vm_env: Vec::new(),
             exact_balance: false,
             stop_iteration: true,
+            trailers: false,
+            underscores: None,
+            routes_yaml: None,
         }
+    }
+    pub fn trailers(mut self, on: bool) -> Self {
+        self.trailers = on;
+        self
+    }
+    pub fn underscores(mut self, action: &'static str) -> Self {
+        self.underscores = Some(action);
+        self
+    }
+    /// `{UPSTREAM_PORT}` is not expanded here; name clusters declared with `extra_clusters`.
+    pub fn routes_yaml(mut self, yaml: &str) -> Self {
+        self.routes_yaml = Some(yaml.to_string());
+        self
     }
     pub fn use_remote_address(mut self, on: bool) -> Self {
         self.use_remote_address = on;
@@ -338,11 +360,11 @@ static_resources:
           use_remote_address: {ura}
           xff_num_trusted_hops: {hops}
           preserve_external_request_id: true
-{normalization}          route_config:
+{normalization}{hcm_extra}          route_config:
             virtual_hosts:
             - name: bcsp
               domains: ["*"]
-              routes: [{routes}{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]
+              routes: {routes}
           http_filters:
           - name: envoy.filters.http.wasm
             typed_config:
@@ -370,7 +392,28 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
-{extra}"#,
+{cluster_extra}{extra}"#,
+            hcm_extra = if self.trailers {
+                "          http_protocol_options: {enable_trailers: true}\n"
+            } else {
+                ""
+            }
+            .to_string()
+                + &self
+                    .underscores
+                    .map(|a| {
+                        format!(
+                            "          common_http_protocol_options: {{headers_with_underscores_action: {a}}}\n"
+                        )
+                    })
+                    .unwrap_or_default(),
+            cluster_extra = if self.trailers {
+                "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
+                 \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
+                 explicit_http_config: {http_protocol_options: {enable_trailers: true}}\n"
+            } else {
+                ""
+            },
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,
             stop_iteration = if self.stop_iteration {
@@ -417,15 +460,20 @@ static_resources:
             extra = self
                 .extra_clusters
                 .replace("{UPSTREAM_PORT}", &upstream.port().to_string()),
-            routes = self
-                .extra_routes
-                .iter()
-                .map(|(p, c)| format!(
-                    "{{match: {{prefix: {}}}, route: {{cluster: {}}}}}, ",
-                    q(p),
-                    q(c)
-                ))
-                .collect::<String>(),
+            routes = match &self.routes_yaml {
+                Some(yaml) => yaml.clone(),
+                None => format!(
+                    "[{}{{match: {{prefix: \"/\"}}, route: {{cluster: bcsp}}}}]",
+                    self.extra_routes
+                        .iter()
+                        .map(|(p, c)| format!(
+                            "{{match: {{prefix: {}}}, route: {{cluster: {}}}}}, ",
+                            q(p),
+                            q(c)
+                        ))
+                        .collect::<String>()
+                ),
+            },
         )
     }
 }
@@ -751,6 +799,8 @@ pub struct Seen {
     /// Lower-cased names, in order, duplicates kept.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Chunked trailer fields, as `headers`.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -784,6 +834,7 @@ impl Recorder {
                 target: req.target.clone(),
                 headers: req.headers.clone(),
                 body: req.body.clone(),
+                trailers: req.trailers.clone(),
             });
             let echo = serde_json::json!({"path": req.target, "headers": req.headers});
             http_stub::Response::json(200, &echo.to_string())

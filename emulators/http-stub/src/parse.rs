@@ -211,13 +211,14 @@ pub(crate) fn read_request(
     let close = has("close") || (http10 && !has("keep-alive"));
     let keep_alive_hdr = http10 && !close;
 
-    let body = read_body(r, &headers, http10, on_continue)?;
+    let (body, trailers) = read_body(r, &headers, http10, on_continue)?;
     Ok(Parsed {
         request: Request {
             method,
             target,
             headers,
             body,
+            trailers,
             peer,
         },
         close,
@@ -285,12 +286,15 @@ fn read_fields(
     }
 }
 
+/// A request body and its chunked trailer fields.
+type BodyAndTrailers = (Vec<u8>, Vec<(String, String)>);
+
 fn read_body(
     r: &mut Reader,
     headers: &[(String, String)],
     http10: bool,
     on_continue: &mut dyn FnMut(&TcpStream),
-) -> Result<Vec<u8>, ParseError> {
+) -> Result<BodyAndTrailers, ParseError> {
     let te: Vec<&str> = headers
         .iter()
         .filter(|(n, _)| n == "transfer-encoding")
@@ -324,7 +328,7 @@ fn read_body(
     }
 
     let Some(first) = cl.first() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     if cl.iter().any(|v| v != first) {
         return Err(ParseError::Bad("conflicting content-length"));
@@ -341,10 +345,11 @@ fn read_body(
     }
     let mut body = Vec::with_capacity(len);
     r.exact(len, &mut body)?;
-    Ok(body)
+    Ok((body, Vec::new()))
 }
 
-fn read_chunked(r: &mut Reader) -> Result<Vec<u8>, ParseError> {
+/// The de-chunked body and the trailer fields.
+fn read_chunked(r: &mut Reader) -> Result<BodyAndTrailers, ParseError> {
     let mut body = Vec::new();
     // Each round consumes a non-empty chunk within MAX_BODY, so this ends.
     loop {
@@ -376,7 +381,7 @@ fn read_chunked(r: &mut Reader) -> Result<Vec<u8>, ParseError> {
     let mut trailers = Vec::new();
     let mut budget = MAX_HEAD;
     read_fields(r, &mut budget, &mut trailers)?;
-    Ok(body)
+    Ok((body, trailers))
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {

@@ -11,6 +11,8 @@ pub struct Request {
     /// Names lower-cased, values trimmed of optional whitespace; order and duplicates kept.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Chunked trailer fields, as `headers`.
+    pub trailers: Vec<(String, String)>,
     pub peer: SocketAddr,
 }
 

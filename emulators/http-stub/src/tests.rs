@@ -185,6 +185,11 @@ fn chunked_body_is_decoded() {
     s.write_all(b"GET /after HTTP/1.1\r\n\r\n").expect("write");
     assert_eq!(read_reply(&mut s, &mut pending, false).body, b"GET /after ");
     assert_eq!(seen.lock().expect("lock")[0].body, b"hello, world");
+    assert_eq!(
+        seen.lock().expect("lock")[0].trailers,
+        [("x-trailer".to_string(), "t".to_string())]
+    );
+    assert!(seen.lock().expect("lock")[1].trailers.is_empty());
 }
 
 #[test]
@@ -367,6 +372,7 @@ fn request_helpers() {
         target: "/p/q?audience=https%3A%2F%2Fa.run.app&x=a+b&flag&x=second&bad=%zz%4".into(),
         headers: vec![],
         body: vec![],
+        trailers: vec![],
         peer: "127.0.0.1:1".parse().expect("addr"),
     };
     assert_eq!(req.path(), "/p/q");

@@ -21,6 +21,7 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> 
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .collect(),
         body: body.as_bytes().to_vec(),
+        trailers: Vec::new(),
         peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
     }
 }

@@ -839,3 +839,5 @@ fn lockout_counts_401s_per_client_and_answers_429_before_any_credential_check() 
         "a 429 is not a failure"
     );
 }
+
+mod hygiene;

@@ -67,6 +67,7 @@ fn cfg() -> UpstreamToken {
         cluster: "meta".into(),
         audience: "https://a.run.app".into(),
         audience_by_cluster: vec![],
+        key_audiences: vec![],
         header: "authorization".into(),
         authority: "metadata.google.internal".into(),
         path: "/identity".into(),
@@ -323,4 +324,69 @@ fn worker_ids_are_unique() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+}
+
+/// Ticks one worker until its cold-start fetch begins.
+fn first_fetch(store: &Store, w: &mut TokenWorker) -> u32 {
+    for _ in 0..4 {
+        if let Some(r) = w.tick(&Worker { store }).pop() {
+            return r.unwrap();
+        }
+        advance(store, 100);
+    }
+    panic!("no fetch started");
+}
+
+#[test]
+fn tokens_live_only_under_their_namespace() {
+    let store = Store::default();
+    store.clock_ms.set(T0);
+    let ns = "bcsp_guard.v2.bcsp_guard.0123";
+    let mut w = TokenWorker::in_namespace(&cfg(), 1, ns);
+    let host = Worker { store: &store };
+    let call = first_fetch(&store, &mut w);
+    let out = w.on_fetch_response(&host, call, ok_reply(3600, store.clock_ms.get()));
+    let FetchOutcome::Stored {
+        usable_until_ms,
+        next_fetch_ms,
+        ..
+    } = out
+    else {
+        panic!("{out:?}");
+    };
+    let exp_ms = (store.clock_ms.get() / 1000 + 3600) * 1000;
+    assert_eq!(usable_until_ms, exp_ms - 1_000, "exp minus the 1 s skew");
+    assert_eq!(next_fetch_ms, exp_ms - 5_000, "exp minus the 5 s margin");
+    let keys: Vec<String> = store.data.borrow().keys().cloned().collect();
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| k.starts_with(ns)), "{keys:?}");
+    // A worker of another configuration finds nothing and fetches its own.
+    let mut other = TokenWorker::in_namespace(&cfg(), 2, "bcsp_guard.v2.bcsp_guard.4567");
+    assert!(other.header_value(&host, "https://a.run.app").is_none());
+}
+
+#[test]
+fn a_short_lived_token_reports_the_fetch_that_really_comes_next() {
+    let store = Store::default();
+    store.clock_ms.set(T0);
+    let mut w = TokenWorker::new(&cfg(), 1);
+    let host = Worker { store: &store };
+    let call = first_fetch(&store, &mut w);
+    // Lives at most 2 s with a 1 s skew: sent for under a second, less than half its life.
+    let exp_s = store.clock_ms.get() / 1000 + 2;
+    let reply = FetchReply {
+        status: Some(200),
+        body: jwt(exp_s),
+    };
+    let out = w.on_fetch_response(&host, call, reply);
+    let FetchOutcome::Stored {
+        usable_until_ms,
+        next_fetch_ms,
+        ..
+    } = out
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(usable_until_ms, exp_s * 1000 - 1_000);
+    assert_eq!(next_fetch_ms, usable_until_ms);
 }

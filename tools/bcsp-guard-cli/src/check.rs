@@ -92,6 +92,27 @@ fn hcm_findings(found: &Found, policy: &Policy) -> (Vec<String>, Vec<String>) {
                 .to_owned(),
         );
     }
+    let by_cluster = policy
+        .upstream_token
+        .as_ref()
+        .is_some_and(|t| !t.audience_by_cluster.is_empty());
+    for (at, name) in &hcm.route_headers {
+        if !policy.controlled.covers(name) {
+            continue;
+        }
+        // Envoy picks the route again from the edited headers, but a Wasm filter still reads
+        // the first route's cluster: the token would be minted for a backend that may not
+        // receive the request.
+        if by_cluster {
+            errors.push(format!(
+                "{at} matches on header `{name}`, which bcsp-guard removes or sets: with                  upstream_token.audience_by_cluster the audience comes from the route chosen before                  those edits, and Envoy may then send the request to another cluster with that token;                  route on something the caller cannot change here (path, authority), or drop                  audience_by_cluster"
+            ));
+        } else {
+            warnings.push(format!(
+                "{at} matches on header `{name}`, which bcsp-guard removes or sets: Envoy routes on                  the edited value (the stamped key id, no credentials), not on what the caller sent"
+            ));
+        }
+    }
     if policy.client_ip == ClientIpRule::Downstream
         && (policy.allow.is_some() || policy.lockout.is_some())
         && !hcm.use_remote_address

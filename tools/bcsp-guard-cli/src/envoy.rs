@@ -27,6 +27,27 @@ pub struct Hcm {
     pub escaped_slashes: Option<String>,
     /// An `envoy.filters.http.buffer` right after bcsp-guard (no longer needed for webhooks).
     pub buffer_after: bool,
+    /// Header names the inline `route_config` matches on, with where (`routes[i]`).
+    pub route_headers: Vec<(String, String)>,
+}
+
+/// `match.headers[].name` of every route in an inline `route_config`.
+fn route_headers(hcm: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let hosts = get_path(hcm, &["route_config", "virtual_hosts"]).and_then(Value::as_sequence);
+    for (h, host) in hosts.into_iter().flatten().enumerate() {
+        let routes = get(host, "routes").and_then(Value::as_sequence);
+        for (r, route) in routes.into_iter().flatten().enumerate() {
+            let headers = get_path(route, &["match", "headers"]).and_then(Value::as_sequence);
+            for header in headers.into_iter().flatten() {
+                if let Some(name) = str_at(header, &["name"]) {
+                    let at = format!("route_config.virtual_hosts[{h}].routes[{r}]");
+                    out.push((at, name.to_owned()));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn get<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
@@ -120,6 +141,7 @@ fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
                     .and_then(Value::as_str)
                     .map(str::to_owned),
                 buffer_after,
+                route_headers: route_headers(hcm),
             },
         });
     }

@@ -1,0 +1,119 @@
+//! `bcsp-guard check` on Envoy routes that match a header the filter removes or sets: the
+//! route Envoy finally takes follows the edited headers, while a Wasm filter only ever reads the
+//! first route's cluster (checked in Envoy 1.36 and 1.40).
+
+use bcsp_guard::policy::keys::SecretHash;
+use serde_json::{json, Value};
+use std::process::Command;
+
+fn check(yaml: &str, tag: &str) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "bcsp-guard-cli-routes-{tag}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bcsp-guard"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An Envoy config whose first route matches `header: value`.
+fn envoy(filter: &Value, header: &str) -> String {
+    let value = serde_json::to_string(&filter.to_string()).unwrap();
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: genesys
+    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          use_remote_address: true
+          route_config:
+            virtual_hosts:
+            - name: b
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/", headers: [{{name: {header}, string_match: {{exact: genesys}}}}]}}
+                route: {{cluster: eu}}
+              - match: {{prefix: "/"}}
+                route: {{cluster: us}}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: bcsp_guard
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {value}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+fn filter(by_cluster: bool) -> Value {
+    let mut token = json!({"cluster": "gcp_metadata", "audience": "https://us.run.app"});
+    if by_cluster {
+        token["audience_by_cluster"] = json!({"eu": "https://eu.run.app"});
+    }
+    json!({
+        "keys": [{"id": "genesys", "sha256": SecretHash::of(b"cli-routes-secret-01").to_hex()}],
+        "upstream_token": token,
+    })
+}
+
+#[test]
+fn audience_by_cluster_with_routes_on_an_edited_header_is_refused() {
+    for header in [
+        "x-bcsp-key-id",
+        "X_BCSP_KEY_ID",
+        "x-bcsp-key",
+        "authorization",
+        "x-serverless-authorization",
+    ] {
+        let (code, out, err) = check(&envoy(&filter(true), header), "refused");
+        assert_eq!(code, 1, "{header}: {out}{err}");
+        assert!(
+            err.contains(&format!(
+                "route_config.virtual_hosts[0].routes[0] matches on header `{header}`"
+            )) && err.contains("audience_by_cluster"),
+            "{header}: {err}"
+        );
+    }
+}
+
+#[test]
+fn routes_on_an_edited_header_without_audience_by_cluster_get_a_warning() {
+    let (code, out, err) = check(&envoy(&filter(false), "x-bcsp-key-id"), "warned");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("matches on header `x-bcsp-key-id`, which bcsp-guard removes or sets"),
+        "{out}"
+    );
+}
+
+#[test]
+fn routes_on_other_headers_are_fine() {
+    let (code, out, err) = check(&envoy(&filter(true), "x-tenant"), "fine");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("matches on header"), "{out}");
+}
