@@ -1,4 +1,4 @@
-//! The spoofing matrix (issue 6, part 2): one table of attacks, every row sent to a real Envoy
+//! The spoofing matrix: one table of attacks, every row sent to a real Envoy
 //! over HTTP/1.1 (raw bytes through the harness) and over HTTP/2 (h2c, prior knowledge), each
 //! asserting what the client saw and what the upstream saw — nothing, or exactly what it should.
 //!
