@@ -159,6 +159,29 @@ pub fn wasm_path() -> PathBuf {
     }
 }
 
+/// The release dynamic module (`make dynmod`). Never lets a test pass against a missing or
+/// stale build.
+pub fn dynmod_path() -> PathBuf {
+    let so = manifest_dir().join("target/release/libbcsp_guard_envoy.so");
+    let built = std::fs::metadata(&so).and_then(|m| m.modified()).ok();
+    match built {
+        Some(t) if t >= newest_input(&so) => so,
+        _ => panic!(
+            "libbcsp_guard_envoy.so is missing/stale: run `make dynmod` [{}]",
+            so.display()
+        ),
+    }
+}
+
+/// Which build of the filter Envoy loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// `bcsp_guard.wasm` through `envoy.filters.http.wasm` (V8).
+    Wasm,
+    /// `libbcsp_guard_envoy.so` through `envoy.filters.http.dynamic_modules` (Envoy 1.40).
+    DynamicModule,
+}
+
 /// A fresh directory under the system temp dir, removed on drop unless the test failed.
 pub struct TempDir(PathBuf);
 
@@ -228,6 +251,8 @@ pub struct EnvoyConfig {
     /// `envoy.filters.http.buffer` after bcsp-guard with this `max_request_bytes`: holds a
     /// webhook delivery's headers while bcsp-guard verifies its body.
     pub buffer_filter: Option<u64>,
+    /// The build under test (default: the Wasm module).
+    pub artifact: Artifact,
 }
 
 impl EnvoyConfig {
@@ -246,7 +271,12 @@ impl EnvoyConfig {
             vm_env: Vec::new(),
             exact_balance: false,
             buffer_filter: None,
+            artifact: Artifact::Wasm,
         }
+    }
+    pub fn artifact(mut self, artifact: Artifact) -> Self {
+        self.artifact = artifact;
+        self
     }
     pub fn use_remote_address(mut self, on: bool) -> Self {
         self.use_remote_address = on;
@@ -304,6 +334,22 @@ impl EnvoyConfig {
     /// The bootstrap YAML (JSON strings are valid YAML scalars, so values are JSON-quoted).
     pub fn to_yaml(&self, wasm: &Path, upstream: SocketAddr) -> String {
         let q = |s: &str| Value::String(s.to_string()).to_string();
+        let vm_env = if self.vm_env.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "                  environment_variables: {{key_values: {{{}}}}}\n",
+                self.vm_env
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", q(k), q(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let filter = q(&match &self.filter {
+            Value::String(raw) => raw.clone(),
+            json => json.to_string(),
+        });
         format!(
             r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -326,7 +372,31 @@ static_resources:
               domains: ["*"]
               routes: [{routes}{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]
           http_filters:
-          - name: envoy.filters.http.wasm
+{guard_filter}{buffer_filter}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: bcsp
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: bcsp
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
+{extra}{runtime}"#,
+            // Without this flag Prometheus names a dynamic module's counters
+            // `envoy_dynamicmodulescustom_<name>`; with it, exactly as the Wasm build's.
+            runtime = match self.artifact {
+                Artifact::Wasm => "",
+                Artifact::DynamicModule => {
+                    "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      \
+                     envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true\n"
+                }
+            },
+            guard_filter = match self.artifact {
+                Artifact::Wasm => format!(
+                    r#"          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
@@ -340,19 +410,23 @@ static_resources:
 {vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {filter}
-{buffer_filter}          - name: envoy.filters.http.router
+"#,
+                    wasm = q(&wasm.display().to_string()),
+                    vm_env = vm_env,
+                    filter = filter,
+                ),
+                Artifact::DynamicModule => format!(
+                    r#"          - name: envoy.filters.http.dynamic_modules
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: bcsp
-    type: STATIC
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: bcsp
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
-{extra}"#,
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: bcsp_guard_envoy}}
+              filter_name: bcsp_guard
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {filter}
+"#
+                ),
+            },
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,
             buffer_filter = self
@@ -380,25 +454,8 @@ static_resources:
             } else {
                 ""
             },
-            vm_env = if self.vm_env.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "                  environment_variables: {{key_values: {{{}}}}}\n",
-                    self.vm_env
-                        .iter()
-                        .map(|(k, v)| format!("{}: {}", q(k), q(v)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
             ura = self.use_remote_address,
             hops = self.xff_num_trusted_hops,
-            wasm = q(&wasm.display().to_string()),
-            filter = q(&match &self.filter {
-                Value::String(raw) => raw.clone(),
-                json => json.to_string(),
-            }),
             up_ip = q(&upstream.ip().to_string()),
             up_port = upstream.port(),
             extra = self
@@ -440,7 +497,10 @@ struct Launched {
 }
 
 fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
-    let wasm = wasm_path();
+    let wasm = match cfg.artifact {
+        Artifact::Wasm => wasm_path(),
+        Artifact::DynamicModule => dynmod_path(),
+    };
     let envoy = envoy_binary();
     let dir = TempDir::new("envoy");
     let config_path = dir.path().join("envoy.yaml");
@@ -449,7 +509,14 @@ fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
     let admin_path = dir.path().join("admin.addr");
     std::fs::write(&config_path, cfg.to_yaml(&wasm, upstream)).expect("write envoy.yaml");
     let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
-    let child = Command::new(&envoy)
+    let mut command = Command::new(&envoy);
+    if cfg.artifact == Artifact::DynamicModule {
+        // Envoy finds `lib<name>.so` for `dynamic_module_config.name` in this directory.
+        if let Some(dir) = wasm.parent() {
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+    }
+    let child = command
         .arg("--config-path")
         .arg(&config_path)
         .arg("--admin-address-path")
