@@ -37,11 +37,46 @@ fn native(filter: Value) -> EnvoyConfig {
     EnvoyConfig::new(filter).artifact(Artifact::DynamicModule)
 }
 
-fn metadata_cluster(addr: SocketAddr) -> String {
-    format!(
-        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        addr.port()
-    )
+/// Envoy's async client adds `X-Forwarded-For` to every config-level callout and the ABI
+/// has no switch for it, while the metadata server refuses any request that carries one. So
+/// `gcp_metadata` points at a loopback hop in the same Envoy that drops the header and proxies
+/// to the metadata server (the recipe docs/DYNAMIC_MODULE.md gives).
+fn metadata_hop(metadata: SocketAddr) -> EnvoyConfig {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listener = format!(
+        r#"  - name: metadata_hop
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: metadata_hop
+          route_config:
+            virtual_hosts:
+            - name: metadata
+              domains: ["*"]
+              request_headers_to_remove: [x-forwarded-for]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: gcp_metadata_server}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    );
+    let endpoint = |name: &str, port: u16| {
+        format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+        )
+    };
+    EnvoyConfig::new(json!({}))
+        .extra_listeners(&listener)
+        .extra_clusters(
+            &(endpoint("gcp_metadata", port) + &endpoint("gcp_metadata_server", metadata.port())),
+        )
 }
 
 /// A second route target, so the routed cluster picks the token audience.
@@ -68,14 +103,22 @@ fn valid_key_is_admitted_stripped_and_stamped_and_counted() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = stack.upstream.last();
-    assert!(seen.headers_named("x-bcsp-key").is_empty(), "{:?}", seen.headers);
+    assert!(
+        seen.headers_named("x-bcsp-key").is_empty(),
+        "{:?}",
+        seen.headers
+    );
     assert_eq!(seen.headers_named("x-bcsp-key-id"), vec!["genesys-q4"]);
     for (name, value) in &seen.headers {
         assert!(!value.contains(SECRET), "upstream saw the secret in {name}");
     }
     // The core's startup summary went through the log callback.
     let log = stack.envoy.wait_for_log("bcsp-guard");
-    assert!(log.contains("Dynamic module ABI version v0.2.0 matched"), "{}", log);
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched"),
+        "{}",
+        log
+    );
     stack.envoy.assert_log_free_of(&[SECRET], &[]);
 
     let prom = stack.envoy.stats_prometheus();
@@ -114,12 +157,20 @@ fn missing_wrong_repeated_and_expired_keys_get_the_same_401() {
         let r = req.send();
         assert_unauthenticated(&r, &id, "x-bcsp-key", &[SECRET, expired]);
     }
-    assert_eq!(stack.upstream.count(), 0, "a refused request reached the upstream");
+    assert_eq!(
+        stack.upstream.count(),
+        0,
+        "a refused request reached the upstream"
+    );
     let log = stack.envoy.wait_for_log("bcsp-guard: denied 401");
     assert!(log.contains("bcsp-guard: denied 401"), "{log}");
     stack.envoy.assert_log_free_of(&[SECRET, expired], &[]);
     let prom = stack.envoy.stats_prometheus();
-    assert_eq!(prom_value(&prom, "bcsp_guard.denied.missing_key"), Some(1), "{prom}");
+    assert_eq!(
+        prom_value(&prom, "bcsp_guard.denied.missing_key"),
+        Some(1),
+        "{prom}"
+    );
     assert_eq!(prom_value(&prom, "bcsp_guard.denied.invalid_key"), Some(2));
     assert_eq!(prom_value(&prom, "bcsp_guard.denied.expired_key"), Some(1));
     // The key-expiry gauge (defined and set at config time) is there too.
@@ -234,7 +285,11 @@ fn routes_and_body_limits_answer_like_the_wasm_build() {
         .send();
     assert_eq!(r.status, 413, "{}", r.text());
     let prom = stack.envoy.stats_prometheus();
-    assert_eq!(prom_value(&prom, "bcsp_guard.denied.body_too_large"), Some(2), "{prom}");
+    assert_eq!(
+        prom_value(&prom, "bcsp_guard.denied.body_too_large"),
+        Some(2),
+        "{prom}"
+    );
     assert_eq!(prom_value(&prom, "bcsp_guard.denied.route"), Some(1));
 }
 
@@ -272,15 +327,16 @@ fn lockout_is_shared_by_every_worker() {
         .send();
     assert_eq!(other.status, 200, "another client is not locked out");
     let prom = stack.envoy.stats_prometheus();
-    assert_eq!(prom_value(&prom, "bcsp_guard.lockout.started"), Some(1), "{prom}");
+    assert_eq!(
+        prom_value(&prom, "bcsp_guard.lockout.started"),
+        Some(1),
+        "{prom}"
+    );
     assert_eq!(prom_value(&prom, "bcsp_guard.denied.locked_out"), Some(1));
 }
 
 fn token_filter(extra: Value) -> Value {
-    let upstream = with(
-        json!({"cluster": "gcp_metadata", "audience": AUD}),
-        extra,
-    );
+    let upstream = with(json!({"cluster": "gcp_metadata", "audience": AUD}), extra);
     json!({"keys": [key("genesys", SECRET)], "upstream_token": upstream})
 }
 
@@ -289,7 +345,12 @@ fn wait_for_status(stack: &Stack, path: &str, status: u16, within: Duration) -> 
     loop {
         let r = stack.request(path).header("x-bcsp-key", SECRET).send();
         if r.status == status || Instant::now() > deadline {
-            assert_eq!(r.status, status, "not {status} within {within:?}: {}", r.text());
+            assert_eq!(
+                r.status,
+                status,
+                "not {status} within {within:?}: {}",
+                r.text()
+            );
             return r;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -303,10 +364,12 @@ fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_clust
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     let filter = token_filter(json!({"audience_by_cluster": {"other": AUD_OTHER}}));
+    let hop = metadata_hop(emu.addr());
     let cfg = native(filter)
         .concurrency(4)
         .route("/other", "other")
-        .extra_clusters(&(metadata_cluster(emu.addr()) + other_cluster()));
+        .extra_listeners(&hop.extra_listeners)
+        .extra_clusters(&(hop.extra_clusters + other_cluster()));
     let stack = Stack::start(&cfg);
     wait_for_status(&stack, "/bots", 200, Duration::from_secs(10));
     let r = stack
@@ -334,13 +397,24 @@ fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_clust
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(emu.fetch_count(AUD), 1);
     assert_eq!(emu.fetch_count(AUD_OTHER), 1);
-    assert_eq!(emu.rejected_count(), 0, "the metadata server refused a fetch");
+    assert_eq!(
+        emu.rejected_count(),
+        0,
+        "the metadata server refused a fetch"
+    );
     let prom = stack.envoy.stats_prometheus();
-    assert_eq!(prom_value(&prom, "bcsp_guard.token.fetch_ok"), Some(2), "{prom}");
+    assert_eq!(
+        prom_value(&prom, "bcsp_guard.token.fetch_ok"),
+        Some(2),
+        "{prom}"
+    );
     let left = prom_value(&prom, "bcsp_guard.token.seconds_left").unwrap_or(0);
     assert!(left > 3000, "token.seconds_left gauge: {left}");
     let log = stack.envoy.wait_for_log("identity token refreshed");
-    assert!(log.contains("identity token refreshed for audience"), "{log}");
+    assert!(
+        log.contains("identity token refreshed for audience"),
+        "{log}"
+    );
     stack.envoy.assert_log_free_of(&[SECRET, &jwt], &[]);
 }
 
@@ -351,7 +425,10 @@ fn no_token_means_503_and_nothing_upstream() {
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     emu.set_mode(Mode::Down);
-    let cfg = native(token_filter(json!({}))).extra_clusters(&metadata_cluster(emu.addr()));
+    let hop = metadata_hop(emu.addr());
+    let cfg = native(token_filter(json!({})))
+        .extra_listeners(&hop.extra_listeners)
+        .extra_clusters(&hop.extra_clusters);
     let stack = Stack::start(&cfg);
     let id = rid("down");
     let r = stack
@@ -362,16 +439,24 @@ fn no_token_means_503_and_nothing_upstream() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"], "upstream_token_unavailable");
     assert_eq!(r.json()["request_id"], id.as_str());
-    assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+    assert!(r
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
     assert_eq!(stack.upstream.count(), 0);
-    let log = stack.envoy.wait_for_log("identity token fetch for audience");
+    let log = stack
+        .envoy
+        .wait_for_log("identity token fetch for audience");
     assert!(log.contains("metadata server answered 503"), "{log}");
 
     // The metadata server comes back: the backed-off fetcher recovers on its own.
     emu.set_mode(Mode::Normal);
     wait_for_status(&stack, "/bots", 200, Duration::from_secs(10));
     let prom = stack.envoy.stats_prometheus();
-    assert!(prom_value(&prom, "bcsp_guard.token.fetch_failed").unwrap_or(0) >= 1, "{prom}");
+    assert!(
+        prom_value(&prom, "bcsp_guard.token.fetch_failed").unwrap_or(0) >= 1,
+        "{prom}"
+    );
     assert!(prom_value(&prom, "bcsp_guard.denied.no_token").unwrap_or(0) >= 1);
     // A metadata cluster Envoy does not know fails the fetch too, never opens the gate.
     let cfg = native(token_filter(json!({"cluster": "no_such_cluster"})));
@@ -404,7 +489,10 @@ fn bad_config_is_refused_naming_the_field_like_the_wasm_build() {
     let native_line = refusal(&native(bad.clone()));
     assert!(native_line.contains("keys[0].sha256"), "{native_line}");
     let wasm_line = refusal(&EnvoyConfig::new(bad));
-    assert_eq!(native_line, wasm_line, "the two builds word the error differently");
+    assert_eq!(
+        native_line, wasm_line,
+        "the two builds word the error differently"
+    );
 
     let line = refusal(&native(Value::String("{not json".into())));
     assert!(line.contains("invalid configuration"), "{line}");

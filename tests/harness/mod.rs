@@ -253,6 +253,8 @@ pub struct EnvoyConfig {
     pub buffer_filter: Option<u64>,
     /// The build under test (default: the Wasm module).
     pub artifact: Artifact,
+    /// Raw YAML list items appended under `static_resources.listeners` (indented 2 spaces).
+    pub extra_listeners: String,
 }
 
 impl EnvoyConfig {
@@ -272,7 +274,12 @@ impl EnvoyConfig {
             exact_balance: false,
             buffer_filter: None,
             artifact: Artifact::Wasm,
+            extra_listeners: String::new(),
         }
+    }
+    pub fn extra_listeners(mut self, yaml: &str) -> Self {
+        self.extra_listeners = yaml.to_string();
+        self
     }
     pub fn artifact(mut self, artifact: Artifact) -> Self {
         self.artifact = artifact;
@@ -375,7 +382,7 @@ static_resources:
 {guard_filter}{buffer_filter}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{extra_listeners}  clusters:
   - name: bcsp
     type: STATIC
     connect_timeout: 2s
@@ -456,6 +463,7 @@ static_resources:
             },
             ura = self.use_remote_address,
             hops = self.xff_num_trusted_hops,
+            extra_listeners = self.extra_listeners,
             up_ip = q(&upstream.ip().to_string()),
             up_port = upstream.port(),
             extra = self

@@ -160,8 +160,14 @@ impl FilterConfig {
             match self.dispatch(audience) {
                 Ok(id) => self.main_state().inflight.push((id, audience.to_owned())),
                 Err(why) => {
-                    let reason = format!("could not dispatch to cluster `{}`: {why}", upstream.cluster);
-                    self.report(audience, tokens::finish_fetch(upstream, audience, self.holder, now, Err(reason)));
+                    let reason = format!(
+                        "could not dispatch to cluster `{}`: {why}",
+                        upstream.cluster
+                    );
+                    self.report(
+                        audience,
+                        tokens::finish_fetch(upstream, audience, self.holder, now, Err(reason)),
+                    );
                 }
             }
         }
@@ -270,7 +276,9 @@ impl Drop for FilterConfig {
             if let Some(handle) = slot.take() {
                 // SAFETY: created by scheduler_new for this config; no commit can follow, as
                 // every commit happens under this lock with the handle present.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(handle.0) }
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(handle.0)
+                }
             }
         }
     }
@@ -315,7 +323,8 @@ fn define_metric(envoy: ConfigEnvoyPtr, kind: Kind, name: &str) -> Option<u32> {
 /// its own once the config dropped the scheduler.
 fn start_timer(envoy: ConfigEnvoyPtr) -> Option<Arc<Timer>> {
     // SAFETY: main thread, during config creation.
-    let scheduler = unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
+    let scheduler =
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
     if scheduler.is_null() {
         return None;
     }
@@ -330,7 +339,9 @@ fn start_timer(envoy: ConfigEnvoyPtr) -> Option<Arc<Timer>> {
             match slot.as_ref() {
                 // SAFETY: the handle is alive while present under the lock.
                 Some(handle) => unsafe {
-                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(handle.0, 0)
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                        handle.0, 0,
+                    )
                 },
                 None => return,
             }
@@ -343,7 +354,9 @@ fn start_timer(envoy: ConfigEnvoyPtr) -> Option<Arc<Timer>> {
             let mut slot = timer.scheduler.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(handle) = slot.take() {
                 // SAFETY: created above; no thread ever saw it.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(handle.0) }
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(handle.0)
+                }
             }
             None
         }

@@ -150,5 +150,7 @@ impl RequestHost for StreamHost {
 /// Bytes of the body chunk Envoy just handed to the filter.
 pub fn received_body_size(ptr: FilterEnvoyPtr) -> usize {
     // SAFETY: live filter pointer inside the request-body hook.
-    unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(ptr, abi::RECEIVED_REQUEST_BODY) }
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_get_body_size(ptr, abi::RECEIVED_REQUEST_BODY)
+    }
 }

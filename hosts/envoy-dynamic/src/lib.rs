@@ -176,7 +176,10 @@ fn with_ports<R>(cfg: &FilterConfig, f: impl FnOnce(Ports<'_>) -> R) -> R {
     let tokens = policy
         .upstream_token
         .as_ref()
-        .map(|u| tokens::ProcessTokens { cfg: u, now_ms: now });
+        .map(|u| tokens::ProcessTokens {
+            cfg: u,
+            now_ms: now,
+        });
     let lockout = policy.lockout.map(|rule| lockout::ProcessLockout {
         rule,
         now_s: u32::try_from(now / 1000).unwrap_or(u32::MAX),
@@ -238,7 +241,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
         };
         let size = host::received_body_size(filter_envoy_ptr);
         let outcome = with_ports(cfg, |ports| {
-            request::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, end_of_stream)
+            request::on_request_body(
+                &host,
+                &cfg.guard,
+                ports,
+                &mut filter.body,
+                size,
+                end_of_stream,
+            )
         });
         match outcome {
             Outcome::Forward => abi::REQUEST_BODY_CONTINUE,

@@ -25,7 +25,9 @@ impl log::Log for EnvoyLog {
         };
         let text = record.args().to_string();
         // SAFETY: the buffer outlives the call; Envoy copies the message.
-        unsafe { abi::envoy_dynamic_module_callback_log(level, abi::ModuleBuffer::of(text.as_bytes())) }
+        unsafe {
+            abi::envoy_dynamic_module_callback_log(level, abi::ModuleBuffer::of(text.as_bytes()))
+        }
     }
     fn flush(&self) {}
 }

@@ -132,7 +132,9 @@ pub fn seconds_left(cfg: &UpstreamToken, now_ms: u64) -> u64 {
         .map(|aud| {
             map.get(&key(cfg, aud))
                 .and_then(|s| s.cached.as_ref())
-                .map_or(0, |c| u64::try_from(c.exp_s.saturating_sub(now_s)).unwrap_or(0))
+                .map_or(0, |c| {
+                    u64::try_from(c.exp_s.saturating_sub(now_s)).unwrap_or(0)
+                })
         })
         .min()
         .unwrap_or(0)
@@ -158,7 +160,9 @@ mod tests {
     fn jwt(exp_s: u64) -> Vec<u8> {
         let b64 = |s: &str| {
             use bcsp_guard::base64::{encode, Alphabet};
-            encode(s.as_bytes(), Alphabet::Url).trim_end_matches('=').to_owned()
+            encode(s.as_bytes(), Alphabet::Url)
+                .trim_end_matches('=')
+                .to_owned()
         };
         format!(
             "{}.{}.sig",
@@ -172,20 +176,29 @@ mod tests {
     fn one_holder_at_a_time_then_token_served_until_refresh() {
         let cfg = upstream("meta-one");
         let now = 1_800_000_000_000u64;
-        let port = ProcessTokens { cfg: &cfg, now_ms: now };
+        let port = ProcessTokens {
+            cfg: &cfg,
+            now_ms: now,
+        };
         assert!(port.header_value("https://a.example").is_none());
         assert!(matches!(
             port.on_missing("https://a.example"),
             Missing::Reject { retry_after_s: 1 }
         ));
         assert!(begin_fetch(&cfg, "https://a.example", 1, now));
-        assert!(!begin_fetch(&cfg, "https://a.example", 2, now), "lease held");
+        assert!(
+            !begin_fetch(&cfg, "https://a.example", 2, now),
+            "lease held"
+        );
         let exp = now / 1000 + 3600;
         let r = finish_fetch(&cfg, "https://a.example", 1, now, Ok(jwt(exp)));
         assert!(matches!(r, Fetched::Stored { .. }));
         let v = port.header_value("https://a.example");
         assert!(v.is_some_and(|v| v.starts_with("Bearer ")));
-        assert!(!begin_fetch(&cfg, "https://a.example", 1, now + 1000), "not due");
+        assert!(
+            !begin_fetch(&cfg, "https://a.example", 1, now + 1000),
+            "not due"
+        );
         assert!(seconds_left(&cfg, now) >= 3599);
     }
 
@@ -196,8 +209,14 @@ mod tests {
         assert!(begin_fetch(&cfg, "https://a.example", 1, now));
         let r = finish_fetch(&cfg, "https://a.example", 1, now, Err("down".into()));
         assert!(matches!(r, Fetched::Failed { retry_in_ms, .. } if retry_in_ms >= 500));
-        assert!(!begin_fetch(&cfg, "https://a.example", 1, now + 10), "backing off");
-        let port = ProcessTokens { cfg: &cfg, now_ms: now };
+        assert!(
+            !begin_fetch(&cfg, "https://a.example", 1, now + 10),
+            "backing off"
+        );
+        let port = ProcessTokens {
+            cfg: &cfg,
+            now_ms: now,
+        };
         assert!(matches!(
             port.on_missing("https://a.example"),
             Missing::Reject { retry_after_s } if retry_after_s >= 1
