@@ -467,6 +467,69 @@ fn no_token_means_503_and_nothing_upstream() {
     assert!(log.contains("cluster not found"), "{log}");
 }
 
+#[test]
+fn request_before_the_first_token_waits_for_it_or_gets_503_at_max_wait() {
+    if supported().is_none() {
+        return;
+    }
+    // A slow metadata server: the first request arrives before any token and is held,
+    // body and all, until the token comes.
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    emu.set_delay(Duration::from_millis(800));
+    let hop = metadata_hop(emu.addr());
+    let cfg = native(token_filter(json!({"max_wait_ms": 5000})))
+        .extra_listeners(&hop.extra_listeners)
+        .extra_clusters(&hop.extra_clusters);
+    let stack = Stack::start(&cfg);
+    let body = r#"{"botId":"b1","inputMessage":{"type":"Text","text":"hi"}}"#;
+    let r = request("POST", "/messages")
+        .to(stack.envoy.addr())
+        .header("x-bcsp-key", SECRET)
+        .body("application/json", body)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.upstream.last();
+    assert_eq!(seen.body, body.as_bytes());
+    assert_eq!(
+        seen.headers_named("authorization").len(),
+        1,
+        "{:?}",
+        seen.headers
+    );
+    let prom = stack.envoy.stats_prometheus();
+    assert!(
+        prom_value(&prom, "bcsp_guard.token.waited").unwrap_or(0) >= 1,
+        "{prom}"
+    );
+    drop(stack);
+
+    // Slower than max_wait_ms: 503 once the wait runs out, nothing upstream.
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    emu.set_delay(Duration::from_millis(1500));
+    let hop = metadata_hop(emu.addr());
+    let cfg = native(token_filter(json!({"max_wait_ms": 300})))
+        .extra_listeners(&hop.extra_listeners)
+        .extra_clusters(&hop.extra_clusters);
+    let stack = Stack::start(&cfg);
+    let started = Instant::now();
+    let id = rid("wait");
+    let r = request("POST", "/messages")
+        .to(stack.envoy.addr())
+        .header("x-bcsp-key", SECRET)
+        .header("x-request-id", &id)
+        .body("application/json", body)
+        .send();
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["request_id"], id.as_str());
+    assert!(
+        waited >= Duration::from_millis(250),
+        "refused after {waited:?}"
+    );
+    assert!(waited < Duration::from_millis(1400), "held for {waited:?}");
+    assert_eq!(stack.upstream.count(), 0);
+}
+
 /// The error line a build logs for `filter`, from an Envoy that refused to start.
 fn refusal(cfg: &EnvoyConfig) -> String {
     let (code, log) = Envoy::expect_config_failure(cfg);

@@ -99,7 +99,9 @@ pub const CALLOUT_SUCCESS: u32 = 0;
 pub const REQUEST_HEADERS_CONTINUE: u32 = 0;
 pub const REQUEST_HEADERS_STOP_ITERATION: u32 = 1;
 pub const REQUEST_BODY_CONTINUE: u32 = 0;
+pub const REQUEST_BODY_STOP_AND_BUFFER: u32 = 1;
 pub const REQUEST_BODY_STOP_NO_BUFFER: u32 = 3;
+pub const REQUEST_TRAILERS_STOP_ITERATION: u32 = 1;
 pub const CONTINUE: u32 = 0;
 
 extern "C" {
@@ -173,6 +175,16 @@ extern "C" {
         label_values_length: usize,
         value: u64,
     ) -> u32;
+
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(
+        filter: FilterEnvoyPtr,
+    ) -> SchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: SchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
+    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
     pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
         config: ConfigEnvoyPtr,

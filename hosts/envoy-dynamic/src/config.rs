@@ -171,6 +171,7 @@ impl FilterConfig {
                 }
             }
         }
+        crate::waiters::wake_due(upstream, now);
         let left = tokens::seconds_left(upstream, now);
         let mut main = self.main_state();
         if main.last_seconds_left != Some(left) {
@@ -237,6 +238,7 @@ impl FilterConfig {
         };
         let done = tokens::finish_fetch(upstream, &audience, self.holder, now_ms(), result);
         self.report(&audience, done);
+        crate::waiters::wake_due(upstream, now_ms());
         let left = tokens::seconds_left(upstream, now_ms());
         self.main_state().last_seconds_left = Some(left);
         self.gauge(self.guard.stats.token_seconds_left, left);

@@ -22,6 +22,7 @@ mod host;
 mod lockout;
 mod logger;
 mod tokens;
+mod waiters;
 
 use abi::{EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr};
 use bcsp_guard::host::reply::Reply;
@@ -47,6 +48,45 @@ fn shielded<R>(fallback: R, body: impl FnOnce() -> R) -> R {
 struct Filter {
     config: *const FilterConfig,
     body: BodyState,
+    /// Set while the request is paused for a token: its audience.
+    waiting: Option<String>,
+    /// This stream's scheduler, once it had to wait; deleted with the stream.
+    scheduler: Option<abi::SchedulerPtr>,
+}
+
+impl Filter {
+    /// Stops any wait: no wake-up can reach this stream afterwards.
+    fn stop_waiting(&mut self) {
+        self.waiting = None;
+        if let Some(s) = self.scheduler {
+            waiters::remove(s);
+        }
+    }
+
+    /// Pauses the request until the main thread wakes it (token or deadline).
+    fn wait(
+        &mut self,
+        host: &StreamHost,
+        cfg: &FilterConfig,
+        audience: String,
+        deadline_ms: u64,
+    ) -> u32 {
+        let Some(upstream) = &cfg.guard.policy.upstream_token else {
+            host.send_reply(&Reply::no_token(1, None));
+            return abi::REQUEST_HEADERS_STOP_ITERATION;
+        };
+        // SAFETY: live filter pointer inside its request-headers hook.
+        let scheduler =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(host.ptr) };
+        if scheduler.is_null() {
+            host.send_reply(&Reply::no_token(1, None));
+            return abi::REQUEST_HEADERS_STOP_ITERATION;
+        }
+        self.scheduler = Some(scheduler);
+        waiters::add(scheduler, upstream, &audience, deadline_ms);
+        self.waiting = Some(audience);
+        abi::REQUEST_HEADERS_STOP_ITERATION
+    }
 }
 
 #[no_mangle]
@@ -164,6 +204,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
         let filter = Box::new(Filter {
             config: config_ptr as *const FilterConfig,
             body: BodyState::Closed,
+            waiting: None,
+            scheduler: None,
         });
         Box::into_raw(filter) as *const c_void
     })
@@ -213,8 +255,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         match step.outcome {
             Outcome::Forward => abi::REQUEST_HEADERS_CONTINUE,
             Outcome::Replied => abi::REQUEST_HEADERS_STOP_ITERATION,
-            // Neither can happen here (no waiting, no webhooks); never forward unverified.
-            Outcome::Wait { .. } | Outcome::ReadBody => {
+            Outcome::Wait {
+                audience,
+                deadline_ms,
+            } => filter.wait(&host, cfg, audience, deadline_ms),
+            // Only webhooks read bodies first, and this build refuses them; never forward.
+            Outcome::ReadBody => {
                 filter.body = BodyState::Closed;
                 host.send_reply(&Reply::no_token(1, None));
                 abi::REQUEST_HEADERS_STOP_ITERATION
@@ -251,18 +297,77 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             )
         });
         match outcome {
+            // Continuing data would also release headers still waiting for a token.
+            Outcome::Forward if filter.waiting.is_some() => abi::REQUEST_BODY_STOP_AND_BUFFER,
             Outcome::Forward => abi::REQUEST_BODY_CONTINUE,
-            _ => abi::REQUEST_BODY_STOP_NO_BUFFER,
+            _ => {
+                filter.stop_waiting();
+                abi::REQUEST_BODY_STOP_NO_BUFFER
+            }
         }
     })
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_ptr: *const c_void,
+    filter_ptr: *const c_void,
 ) -> u32 {
-    abi::CONTINUE
+    shielded(abi::REQUEST_TRAILERS_STOP_ITERATION, || {
+        match (filter_ptr as *const Filter).as_ref() {
+            Some(f) if f.waiting.is_none() => abi::CONTINUE,
+            _ => abi::REQUEST_TRAILERS_STOP_ITERATION,
+        }
+    })
+}
+
+/// A paused request's wake-up, on its own worker: inject the token, or 503 if none came.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_ptr: *const c_void,
+    _event_id: u64,
+) {
+    shielded((), || {
+        let host = StreamHost {
+            ptr: filter_envoy_ptr,
+        };
+        let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
+            return;
+        };
+        let Some(audience) = filter.waiting.clone() else {
+            return;
+        };
+        filter.stop_waiting();
+        let Some(cfg) = filter.config.as_ref() else {
+            return;
+        };
+        let Some(upstream) = &cfg.guard.policy.upstream_token else {
+            return;
+        };
+        let now = now_ms();
+        let port = tokens::ProcessTokens {
+            cfg: upstream,
+            now_ms: now,
+        };
+        match port.header_value(&audience) {
+            Some(value) => {
+                host.set_request_header(&upstream.header, Some(&value));
+                abi::envoy_dynamic_module_callback_http_filter_continue_decoding(filter_envoy_ptr);
+            }
+            None => {
+                let raw = host.request_headers();
+                let headers = bcsp_guard::host::header_map::decode(&raw);
+                let view = bcsp_guard::policy::decide::RequestView {
+                    headers: &headers,
+                    downstream: None,
+                    now_ms: 0,
+                };
+                let retry = tokens::retry_after_s(upstream, &audience, now);
+                request::no_token(&host, &cfg.guard, &view, retry);
+            }
+        }
+    })
 }
 
 #[no_mangle]
@@ -301,14 +406,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_ptr: *const c_void) {
     shielded((), || {
-        if !filter_ptr.is_null() {
-            drop(Box::from_raw(filter_ptr as *mut Filter));
+        if filter_ptr.is_null() {
+            return;
+        }
+        let mut filter = Box::from_raw(filter_ptr as *mut Filter);
+        filter.stop_waiting();
+        if let Some(s) = filter.scheduler.take() {
+            // SAFETY: created for this stream; delisted above, so no commit can follow.
+            abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s);
         }
     })
 }
 
 // Hooks Envoy 1.40 requires every HTTP module to export. This module starts no per-stream
-// callouts, streams or schedulers and is never a terminal filter, so they are never called;
+// callouts or streams and is never a terminal filter, so they are never called;
 // they do nothing if they are.
 
 #[no_mangle]
@@ -370,14 +481,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _filter_ptr: *const c_void,
     _stream_id: u64,
     _reason: u32,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_ptr: *const c_void,
-    _event_id: u64,
 ) {
 }
 

@@ -50,18 +50,30 @@ impl TokenPort for ProcessTokens<'_> {
         slot.header.as_deref().map(Rc::from)
     }
 
-    /// No pausing in this host: a request without a usable token is refused at once with
-    /// the Retry-After the fetcher's state implies (1 s while a fetch is in flight).
+    /// Wait up to `max_wait_ms`, unless the fetcher is backing off past that (the core's rule).
     fn on_missing(&self, audience: &str) -> Missing {
-        let map = slots();
-        let state = map
-            .get(&key(self.cfg, audience))
-            .map(|s| s.state.clone())
-            .unwrap_or_default();
-        Missing::Reject {
-            retry_after_s: plan::retry_after_s(self.now_ms, &state),
-        }
+        plan::when_missing(self.now_ms, &state_of(self.cfg, audience), &self.cfg.timing)
     }
+}
+
+fn state_of(cfg: &UpstreamToken, audience: &str) -> FetchState {
+    slots()
+        .get(&key(cfg, audience))
+        .map(|s| s.state.clone())
+        .unwrap_or_default()
+}
+
+/// Retry-After for a request whose wait ran out.
+pub fn retry_after_s(cfg: &UpstreamToken, audience: &str, now_ms: u64) -> u64 {
+    plan::retry_after_s(now_ms, &state_of(cfg, audience))
+}
+
+/// Whether a usable token for `audience` is cached.
+pub fn usable_now(cfg: &UpstreamToken, audience: &str, now_ms: u64) -> bool {
+    slots()
+        .get(&key(cfg, audience))
+        .and_then(|s| s.cached.as_ref())
+        .is_some_and(|c| usable(now_ms, c.exp_s, &cfg.timing))
 }
 
 /// Whether `holder` should fetch for `audience` now; takes the lease when it should.
@@ -183,7 +195,7 @@ mod tests {
         assert!(port.header_value("https://a.example").is_none());
         assert!(matches!(
             port.on_missing("https://a.example"),
-            Missing::Reject { retry_after_s: 1 }
+            Missing::Wait { .. }
         ));
         assert!(begin_fetch(&cfg, "https://a.example", 1, now));
         assert!(
@@ -213,13 +225,7 @@ mod tests {
             !begin_fetch(&cfg, "https://a.example", 1, now + 10),
             "backing off"
         );
-        let port = ProcessTokens {
-            cfg: &cfg,
-            now_ms: now,
-        };
-        assert!(matches!(
-            port.on_missing("https://a.example"),
-            Missing::Reject { retry_after_s } if retry_after_s >= 1
-        ));
+        assert!(retry_after_s(&cfg, "https://a.example", now) >= 1);
+        assert!(!usable_now(&cfg, "https://a.example", now));
     }
 }
