@@ -2,7 +2,8 @@
 //! `envoy.filters.http.dynamic_modules`, with the same JSON configuration as the Wasm build:
 //! keys, client IP, limits, token injection, config errors and counters. Every ABI callback the
 //! module declares is exercised here (docs/DYNAMIC_MODULE.md maps each one to its test).
-//! Skipped, with a message, on any Envoy other than 1.40 (the 1.36 ABI differs).
+//! Skipped, with a message, on any Envoy other than 1.40 (the 1.36 ABI differs). Webhooks:
+//! tests/dynamic_module_webhooks.rs.
 
 mod harness;
 
@@ -10,28 +11,11 @@ use harness::*;
 use metadata_emulator::{decode_claims, Emulator, Mode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "k3y-dynmod-suite-CURRENT-3c1e";
 const AUD: &str = "https://bcsp-dyn-uc.a.run.app";
 const AUD_OTHER: &str = "https://other-dyn-uc.a.run.app";
-
-/// Envoy 1.40.x, or `None` after saying why the suite does not apply.
-fn supported() -> Option<()> {
-    let envoy = envoy_binary();
-    let out = Command::new(&envoy).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if text.contains("/1.40.") {
-        return Some(());
-    }
-    eprintln!(
-        "skipping: the dynamic module supports Envoy 1.40 only; {} reports {:?}",
-        envoy.display(),
-        text.trim()
-    );
-    None
-}
 
 fn native(filter: Value) -> EnvoyConfig {
     EnvoyConfig::new(filter).artifact(Artifact::DynamicModule)
@@ -90,7 +74,7 @@ fn prom_value(prom: &str, name: &str) -> Option<u64> {
 
 #[test]
 fn valid_key_is_admitted_stripped_and_stamped_and_counted() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let stack = Stack::start(&native(json!({"keys": [key("genesys-q4", SECRET)]})));
@@ -131,7 +115,7 @@ fn valid_key_is_admitted_stripped_and_stamped_and_counted() {
 
 #[test]
 fn missing_wrong_repeated_and_expired_keys_get_the_same_401() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let t = now();
@@ -179,7 +163,7 @@ fn missing_wrong_repeated_and_expired_keys_get_the_same_401() {
 
 #[test]
 fn allowlist_uses_the_peer_address_and_spoofed_forwarded_for_does_not_help() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let filter = json!({
@@ -213,7 +197,7 @@ fn allowlist_uses_the_peer_address_and_spoofed_forwarded_for_does_not_help() {
 
 #[test]
 fn forwarded_for_rule_counts_hops_from_the_right() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     // One trusted proxy in front: the client is the entry that proxy appended.
@@ -241,7 +225,7 @@ fn forwarded_for_rule_counts_hops_from_the_right() {
 
 #[test]
 fn routes_and_body_limits_answer_like_the_wasm_build() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let filter = json!({
@@ -295,7 +279,7 @@ fn routes_and_body_limits_answer_like_the_wasm_build() {
 
 #[test]
 fn lockout_is_shared_by_every_worker() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let filter = json!({
@@ -359,7 +343,7 @@ fn wait_for_status(stack: &Stack, path: &str, status: u16, within: Duration) -> 
 
 #[test]
 fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_cluster() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
@@ -420,7 +404,7 @@ fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_clust
 
 #[test]
 fn no_token_means_503_and_nothing_upstream() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
@@ -469,7 +453,7 @@ fn no_token_means_503_and_nothing_upstream() {
 
 #[test]
 fn request_before_the_first_token_waits_for_it_or_gets_503_at_max_wait() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     // A slow metadata server: the first request arrives before any token and is held,
@@ -545,7 +529,7 @@ fn refusal(cfg: &EnvoyConfig) -> String {
 
 #[test]
 fn bad_config_is_refused_naming_the_field_like_the_wasm_build() {
-    if supported().is_none() {
+    if !dynmod_supported() {
         return;
     }
     let bad = json!({"keys": [{"id": "k", "sha256": "not-hex"}]});
@@ -560,11 +544,15 @@ fn bad_config_is_refused_naming_the_field_like_the_wasm_build() {
     let line = refusal(&native(Value::String("{not json".into())));
     assert!(line.contains("invalid configuration"), "{line}");
 
-    // A security feature this build lacks is refused, never ignored.
+    // Webhook secrets come from Envoy's environment; a missing one is refused by name.
     let hooks = json!({
         "keys": [key("k", SECRET)],
-        "webhooks": [{"path_prefix": "/hooks", "secret": "whsec-dynmod-inline-5d2c9a71"}],
+        "webhooks": [{"path_prefix": "/hooks", "secret_env": "BCSP_DYNMOD_UNSET_SECRET"}],
     });
-    let line = refusal(&native(hooks));
-    assert!(line.contains("webhooks"), "{line}");
+    let native_line = refusal(&native(hooks.clone()));
+    assert!(
+        native_line.contains("webhooks[0].secret_env"),
+        "{native_line}"
+    );
+    assert_eq!(native_line, refusal(&EnvoyConfig::new(hooks)));
 }

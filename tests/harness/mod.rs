@@ -173,6 +173,26 @@ pub fn dynmod_path() -> PathBuf {
     }
 }
 
+/// Whether `envoy_binary()` can load the dynamic module (Envoy 1.40.x only: the 1.36 ABI
+/// differs); says why not on stderr, for suites that skip.
+pub fn dynmod_supported() -> bool {
+    let envoy = envoy_binary();
+    let text = Command::new(&envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    if text.contains("/1.40.") {
+        return true;
+    }
+    eprintln!(
+        "skipping: the dynamic module supports Envoy 1.40 only; {} reports {:?}",
+        envoy.display(),
+        text.trim()
+    );
+    false
+}
+
 /// Which build of the filter Envoy loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Artifact {
@@ -243,7 +263,8 @@ pub struct EnvoyConfig {
     pub path_normalization: bool,
     /// The listener's `per_connection_buffer_limit_bytes` (Envoy's default: 1 MiB).
     pub buffer_limit_bytes: Option<u32>,
-    /// `vm_config.environment_variables.key_values`: what the Wasm VM's `std::env` sees.
+    /// `vm_config.environment_variables.key_values`: what the Wasm VM's `std::env` sees (for
+    /// the dynamic module: Envoy's own environment).
     pub vm_env: Vec<(String, String)>,
     /// The listener's `connection_balance_config: exact_balance`: each new connection goes to
     /// the worker with the fewest, so two open connections are on two workers.
@@ -522,6 +543,10 @@ fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
         // Envoy finds `lib<name>.so` for `dynamic_module_config.name` in this directory.
         if let Some(dir) = wasm.parent() {
             command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        // A native module reads Envoy's own environment where the Wasm VM reads vm_env.
+        for (k, v) in &cfg.vm_env {
+            command.env(k, v);
         }
     }
     let child = command

@@ -88,6 +88,7 @@ pub const LOG_ERROR: u32 = 4;
 
 pub const REQUEST_HEADER: u32 = 0;
 pub const RECEIVED_REQUEST_BODY: u32 = 0;
+pub const BUFFERED_REQUEST_BODY: u32 = 1;
 
 pub const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
 pub const ATTRIBUTE_XDS_CLUSTER_NAME: u32 = 57;
@@ -134,6 +135,15 @@ extern "C" {
         filter: FilterEnvoyPtr,
         body_type: u32,
     ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter: FilterEnvoyPtr,
+        body_type: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: FilterEnvoyPtr,
+        body_type: u32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: FilterEnvoyPtr,
         attribute_id: u32,

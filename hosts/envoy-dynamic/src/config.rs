@@ -50,25 +50,12 @@ struct MainState {
     last_seconds_left: Option<u64>,
 }
 
-/// Features the Wasm build has and this host does not (yet): refused, never ignored.
-fn unsupported(policy: &bcsp_guard::policy::Policy) -> Option<ConfigError> {
-    (!policy.webhooks.is_empty()).then(|| {
-        ConfigError::at(
-            "webhooks",
-            "is not supported by the Envoy dynamic module yet (signed bodies need the Wasm build)",
-        )
-    })
-}
-
 impl FilterConfig {
     /// Compiles the JSON and defines every metric (Envoy allows that only now). Logs and
     /// returns `None` on a bad configuration, so Envoy refuses it.
     pub fn new(envoy: ConfigEnvoyPtr, json: &[u8]) -> Option<Box<FilterConfig>> {
         let policy = match config::compile(json) {
-            Ok(p) => match unsupported(&p) {
-                None => p,
-                Some(e) => return refuse(&e),
-            },
+            Ok(p) => p,
             Err(e) => return refuse(&e),
         };
         log::info!("{}", policy.summary());

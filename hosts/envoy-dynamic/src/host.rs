@@ -80,8 +80,8 @@ impl RequestHost for StreamHost {
         }
     }
 
-    /// The properties the core asks for, mapped to Envoy attributes. `upstream.address` (asked
-    /// only for webhooks, which this build refuses) and anything else: absent.
+    /// The properties the core asks for, mapped to Envoy attributes. `upstream.address` is
+    /// absent: this host holds a webhook's headers itself, so none can have gone ahead.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["source", "address"] => self.attribute(abi::ATTRIBUTE_SOURCE_ADDRESS),
@@ -141,9 +141,33 @@ impl RequestHost for StreamHost {
         i64::try_from(now_ms()).unwrap_or(i64::MAX)
     }
 
-    /// Only webhooks read bodies, and this build refuses webhook configurations.
-    fn request_body(&self, _len: usize) -> Option<Vec<u8>> {
-        None
+    /// A webhook delivery at its last chunk: what this filter buffered, then that chunk.
+    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
+        let mut body = Vec::with_capacity(len);
+        for kind in [abi::BUFFERED_REQUEST_BODY, abi::RECEIVED_REQUEST_BODY] {
+            // SAFETY: live filter pointer inside the request-body hook; the array has room
+            // for the count Envoy just reported, and the bytes are copied at once.
+            unsafe {
+                let n =
+                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.ptr, kind);
+                if n == 0 {
+                    continue;
+                }
+                let mut chunks = vec![EnvoyBuffer::empty(); n];
+                if !abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                    self.ptr,
+                    kind,
+                    chunks.as_mut_ptr(),
+                ) {
+                    continue;
+                }
+                for c in &chunks {
+                    body.extend_from_slice(c.bytes());
+                }
+            }
+        }
+        body.truncate(len);
+        Some(body)
     }
 }
 
@@ -152,5 +176,13 @@ pub fn received_body_size(ptr: FilterEnvoyPtr) -> usize {
     // SAFETY: live filter pointer inside the request-body hook.
     unsafe {
         abi::envoy_dynamic_module_callback_http_get_body_size(ptr, abi::RECEIVED_REQUEST_BODY)
+    }
+}
+
+/// Bytes this filter has buffered so far (a held webhook delivery).
+pub fn buffered_body_size(ptr: FilterEnvoyPtr) -> usize {
+    // SAFETY: live filter pointer inside the request-body hook.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_get_body_size(ptr, abi::BUFFERED_REQUEST_BODY)
     }
 }

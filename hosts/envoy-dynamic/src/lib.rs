@@ -259,12 +259,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                 audience,
                 deadline_ms,
             } => filter.wait(&host, cfg, audience, deadline_ms),
-            // Only webhooks read bodies first, and this build refuses them; never forward.
-            Outcome::ReadBody => {
-                filter.body = BodyState::Closed;
-                host.send_reply(&Reply::no_token(1, None));
-                abi::REQUEST_HEADERS_STOP_ITERATION
-            }
+            // A webhook delivery: its headers wait here, natively, until the body is verified.
+            Outcome::ReadBody => abi::REQUEST_HEADERS_STOP_ITERATION,
         }
     })
 }
@@ -285,7 +281,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
         let Some(cfg) = filter.config.as_ref() else {
             return abi::REQUEST_BODY_STOP_NO_BUFFER;
         };
-        let size = host::received_body_size(filter_envoy_ptr);
+        // The core counts chunks of a streamed body, but judges a webhook body whole.
+        let size = match filter.body {
+            BodyState::Webhook(_) => host::buffered_body_size(filter_envoy_ptr)
+                .saturating_add(host::received_body_size(filter_envoy_ptr)),
+            _ => host::received_body_size(filter_envoy_ptr),
+        };
         let outcome = with_ports(cfg, |ports| {
             request::on_request_body(
                 &host,
@@ -300,6 +301,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             // Continuing data would also release headers still waiting for a token.
             Outcome::Forward if filter.waiting.is_some() => abi::REQUEST_BODY_STOP_AND_BUFFER,
             Outcome::Forward => abi::REQUEST_BODY_CONTINUE,
+            Outcome::ReadBody => abi::REQUEST_BODY_STOP_AND_BUFFER,
             _ => {
                 filter.stop_waiting();
                 abi::REQUEST_BODY_STOP_NO_BUFFER
@@ -353,7 +355,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
         match port.header_value(&audience) {
             Some(value) => {
                 host.set_request_header(&upstream.header, Some(&value));
-                abi::envoy_dynamic_module_callback_http_filter_continue_decoding(filter_envoy_ptr);
+                // A webhook body still unverified keeps the request held; its last chunk
+                // releases it.
+                if !matches!(filter.body, BodyState::Webhook(_)) {
+                    abi::envoy_dynamic_module_callback_http_filter_continue_decoding(
+                        filter_envoy_ptr,
+                    );
+                }
             }
             None => {
                 let raw = host.request_headers();
