@@ -403,6 +403,24 @@ fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_clust
 }
 
 #[test]
+fn graceful_shutdown_releases_the_config_and_its_timer() {
+    if !dynmod_supported() {
+        return;
+    }
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    let hop = metadata_hop(emu.addr());
+    let cfg = native(token_filter(json!({})))
+        .concurrency(2)
+        .extra_listeners(&hop.extra_listeners)
+        .extra_clusters(&hop.extra_clusters);
+    let mut stack = Stack::start(&cfg);
+    wait_for_status(&stack, "/bots", 200, Duration::from_secs(10));
+    assert_eq!(stack.envoy.quit(), Some(0), "{}", stack.envoy.log());
+    let log = stack.envoy.log();
+    assert!(log.contains("bcsp-guard: configuration released"), "{log}");
+}
+
+#[test]
 fn no_token_means_503_and_nothing_upstream() {
     if !dynmod_supported() {
         return;

@@ -718,6 +718,19 @@ impl Envoy {
         })
     }
 
+    /// Graceful shutdown through the admin `/quitquitquit`; the exit code (bounded, 20 s).
+    pub fn quit(&mut self) -> Option<i32> {
+        let _ = request("POST", "/quitquitquit").to(self.admin).try_send();
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Envoy's log (the `--log-path` file plus stderr) as written so far.
     pub fn log(&self) -> String {
         read_logs(&self.log_path, &self.stderr_path)

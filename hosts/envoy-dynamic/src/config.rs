@@ -11,7 +11,8 @@ use bcsp_guard::host::request::Guard;
 use bcsp_guard::policy::rotation;
 use bcsp_guard::policy::time::format_rfc3339;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Timer period: how late a due refresh starts (the Wasm build ticks at the same rate).
@@ -27,6 +28,9 @@ static NEXT_HOLDER: AtomicU64 = AtomicU64::new(1);
 /// Envoy's scheduler handle, shared with the timer thread; `None` once the config is gone.
 struct Timer {
     scheduler: Mutex<Option<SchedulerHandle>>,
+    /// Wakes the thread at once when the config goes, so it can be joined without a wait.
+    stop: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct SchedulerHandle(SchedulerPtr);
@@ -259,8 +263,12 @@ impl FilterConfig {
 }
 
 impl Drop for FilterConfig {
+    /// Stops the timer thread and waits for it: Envoy may unload the module once its last
+    /// config is gone, and no thread may still be running module code then.
     fn drop(&mut self) {
-        if let Some(timer) = &self.timer {
+        log::info!("bcsp-guard: configuration released");
+        let Some(timer) = &self.timer else { return };
+        {
             let mut slot = timer.scheduler.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(handle) = slot.take() {
                 // SAFETY: created by scheduler_new for this config; no commit can follow, as
@@ -269,6 +277,15 @@ impl Drop for FilterConfig {
                     abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(handle.0)
                 }
             }
+        }
+        timer.stop.notify_all();
+        let thread = timer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
         }
     }
 }
@@ -319,26 +336,35 @@ fn start_timer(envoy: ConfigEnvoyPtr) -> Option<Arc<Timer>> {
     }
     let timer = Arc::new(Timer {
         scheduler: Mutex::new(Some(SchedulerHandle(scheduler))),
+        stop: Condvar::new(),
+        thread: Mutex::new(None),
     });
     let shared = Arc::clone(&timer);
     let spawned = std::thread::Builder::new()
         .name("bcsp-guard-timer".into())
-        .spawn(move || loop {
-            let slot = shared.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-            match slot.as_ref() {
-                // SAFETY: the handle is alive while present under the lock.
-                Some(handle) => unsafe {
-                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                        handle.0, 0,
-                    )
-                },
-                None => return,
+        .spawn(move || {
+            let mut slot = shared.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                match slot.as_ref() {
+                    // SAFETY: the handle is alive while present under the lock.
+                    Some(handle) => unsafe {
+                        abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                            handle.0, 0,
+                        )
+                    },
+                    None => return,
+                }
+                slot = match shared.stop.wait_timeout(slot, TICK) {
+                    Ok((guard, _)) => guard,
+                    Err(p) => p.into_inner().0,
+                };
             }
-            drop(slot);
-            std::thread::sleep(TICK);
         });
     match spawned {
-        Ok(_) => Some(timer),
+        Ok(handle) => {
+            *timer.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+            Some(timer)
+        }
         Err(_) => {
             let mut slot = timer.scheduler.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(handle) = slot.take() {
