@@ -193,6 +193,25 @@ fn allowlist_uses_the_peer_address_and_spoofed_forwarded_for_does_not_help() {
         prom_value(&stack.envoy.stats_prometheus(), "bcsp_guard.denied.ip"),
         Some(1)
     );
+    drop(stack);
+
+    // Without use_remote_address Envoy's source address comes from X-Forwarded-For: the
+    // downstream rule sees that (port 0) and refuses rather than trust the header.
+    let filter = json!({
+        "keys": [key("k", SECRET)],
+        "client_ip": {"from": "downstream"},
+        "allow_cidrs": ["127.0.0.2/32"],
+    });
+    let stack = Stack::start(&native(filter).use_remote_address(false));
+    let spoofed = stack
+        .request("/bots")
+        .from(lo(3))
+        .header("x-bcsp-key", SECRET)
+        .header("x-forwarded-for", "127.0.0.2")
+        .send();
+    assert_eq!(spoofed.status, 403, "{}", spoofed.text());
+    let log = stack.envoy.wait_for_log("came from X-Forwarded-For");
+    assert!(log.contains("set use_remote_address: true"), "{log}");
 }
 
 #[test]
