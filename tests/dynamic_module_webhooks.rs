@@ -136,3 +136,39 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
         "{log}"
     );
 }
+
+#[test]
+fn a_delivery_ended_by_trailers_is_still_verified_before_release() {
+    if !dynmod_supported() {
+        return;
+    }
+    let stack = Stack::start(
+        &EnvoyConfig::new(filter(None))
+            .artifact(Artifact::DynamicModule)
+            .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
+            .h1_trailers(true),
+    );
+    let body = event(600);
+    let raw = |sig: &str| {
+        let mut r = format!(
+            "POST /openmessaging/inbound HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
+             x-hub-signature-256: {sig}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r.extend_from_slice(b"\r\n0\r\nx-trace: t1\r\n\r\n");
+        r
+    };
+    let bad = send_raw(stack.envoy.addr(), None, &raw(&signature("wrong", &body))).expect("send");
+    assert_eq!(bad.status, 401, "{}", bad.text());
+    assert_eq!(
+        upstream_requests(&stack.envoy),
+        0,
+        "unverified headers went upstream"
+    );
+    let good =
+        send_raw(stack.envoy.addr(), None, &raw(&signature(OM_SECRET, &body))).expect("send");
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(stack.upstream.last().body, body);
+}

@@ -276,6 +276,9 @@ pub struct EnvoyConfig {
     pub artifact: Artifact,
     /// Raw YAML list items appended under `static_resources.listeners` (indented 2 spaces).
     pub extra_listeners: String,
+    /// The connection manager's `http_protocol_options.enable_trailers`: HTTP/1.1 chunked
+    /// trailers reach the filters (Envoy drops them by default).
+    pub h1_trailers: bool,
 }
 
 impl EnvoyConfig {
@@ -296,7 +299,12 @@ impl EnvoyConfig {
             buffer_filter: None,
             artifact: Artifact::Wasm,
             extra_listeners: String::new(),
+            h1_trailers: false,
         }
+    }
+    pub fn h1_trailers(mut self, on: bool) -> Self {
+        self.h1_trailers = on;
+        self
     }
     pub fn extra_listeners(mut self, yaml: &str) -> Self {
         self.extra_listeners = yaml.to_string();
@@ -394,7 +402,7 @@ static_resources:
           use_remote_address: {ura}
           xff_num_trusted_hops: {hops}
           preserve_external_request_id: true
-{normalization}          route_config:
+{trailers}{normalization}          route_config:
             virtual_hosts:
             - name: bcsp
               domains: ["*"]
@@ -485,6 +493,11 @@ static_resources:
             ura = self.use_remote_address,
             hops = self.xff_num_trusted_hops,
             extra_listeners = self.extra_listeners,
+            trailers = if self.h1_trailers {
+                "          http_protocol_options: {enable_trailers: true}\n"
+            } else {
+                ""
+            },
             up_ip = q(&upstream.ip().to_string()),
             up_port = upstream.port(),
             extra = self

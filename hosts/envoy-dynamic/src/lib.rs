@@ -310,15 +310,37 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     })
 }
 
+/// Trailers end the body: a webhook delivery is verified now (its last data chunk did not
+/// carry end-of-stream), and nothing is released while a token is awaited.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _filter_envoy_ptr: FilterEnvoyPtr,
+    filter_envoy_ptr: FilterEnvoyPtr,
     filter_ptr: *const c_void,
 ) -> u32 {
     shielded(abi::REQUEST_TRAILERS_STOP_ITERATION, || {
-        match (filter_ptr as *const Filter).as_ref() {
-            Some(f) if f.waiting.is_none() => abi::CONTINUE,
-            _ => abi::REQUEST_TRAILERS_STOP_ITERATION,
+        let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
+            return abi::REQUEST_TRAILERS_STOP_ITERATION;
+        };
+        if matches!(filter.body, BodyState::Webhook(_)) {
+            let Some(cfg) = filter.config.as_ref() else {
+                return abi::REQUEST_TRAILERS_STOP_ITERATION;
+            };
+            let host = StreamHost {
+                ptr: filter_envoy_ptr,
+            };
+            let size = host::buffered_body_size(filter_envoy_ptr);
+            let outcome = with_ports(cfg, |ports| {
+                request::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
+            });
+            if outcome != Outcome::Forward {
+                filter.stop_waiting();
+                return abi::REQUEST_TRAILERS_STOP_ITERATION;
+            }
+        }
+        if filter.waiting.is_some() {
+            abi::REQUEST_TRAILERS_STOP_ITERATION
+        } else {
+            abi::CONTINUE
         }
     })
 }
