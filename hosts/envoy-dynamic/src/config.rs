@@ -38,6 +38,13 @@ struct SchedulerHandle(SchedulerPtr);
 // handle is deleted only under the same mutex that guards every commit.
 unsafe impl Send for SchedulerHandle {}
 
+// Every worker reads one config through a raw pointer: what they touch must be thread-safe.
+const _: fn() = || {
+    fn shared_by_workers<T: Send + Sync>() {}
+    shared_by_workers::<Guard>();
+    shared_by_workers::<Mutex<MainState>>();
+};
+
 pub struct FilterConfig {
     pub envoy: ConfigEnvoyPtr,
     pub guard: Guard,
