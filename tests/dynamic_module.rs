@@ -21,48 +21,6 @@ fn native(filter: Value) -> EnvoyConfig {
     EnvoyConfig::new(filter).artifact(Artifact::DynamicModule)
 }
 
-/// Envoy's async client adds `X-Forwarded-For` to every config-level callout and the ABI
-/// has no switch for it, while the metadata server refuses any request that carries one. So
-/// `gcp_metadata` points at a loopback hop in the same Envoy that drops the header and proxies
-/// to the metadata server (the recipe docs/DYNAMIC_MODULE.md gives).
-fn metadata_hop(metadata: SocketAddr) -> EnvoyConfig {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let listener = format!(
-        r#"  - name: metadata_hop
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: metadata_hop
-          route_config:
-            virtual_hosts:
-            - name: metadata
-              domains: ["*"]
-              request_headers_to_remove: [x-forwarded-for]
-              routes: [{{match: {{prefix: "/"}}, route: {{cluster: gcp_metadata_server}}}}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
-    );
-    let endpoint = |name: &str, port: u16| {
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-        )
-    };
-    EnvoyConfig::new(json!({}))
-        .extra_listeners(&listener)
-        .extra_clusters(
-            &(endpoint("gcp_metadata", port) + &endpoint("gcp_metadata_server", metadata.port())),
-        )
-}
-
 /// A second route target, so the routed cluster picks the token audience.
 fn other_cluster() -> &'static str {
     "  - name: other\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: other\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {UPSTREAM_PORT}}}}\n"
@@ -367,12 +325,11 @@ fn token_is_injected_once_per_refresh_for_all_workers_and_chosen_by_routed_clust
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     let filter = token_filter(json!({"audience_by_cluster": {"other": AUD_OTHER}}));
-    let hop = metadata_hop(emu.addr());
     let cfg = native(filter)
         .concurrency(4)
         .route("/other", "other")
-        .extra_listeners(&hop.extra_listeners)
-        .extra_clusters(&(hop.extra_clusters + other_cluster()));
+        .extra_clusters(other_cluster())
+        .metadata_hop(emu.addr());
     let stack = Stack::start(&cfg);
     wait_for_status(&stack, "/bots", 200, Duration::from_secs(10));
     let r = stack
@@ -427,11 +384,9 @@ fn graceful_shutdown_releases_the_config_and_its_timer() {
         return;
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
-    let hop = metadata_hop(emu.addr());
     let cfg = native(token_filter(json!({})))
         .concurrency(2)
-        .extra_listeners(&hop.extra_listeners)
-        .extra_clusters(&hop.extra_clusters);
+        .metadata_hop(emu.addr());
     let mut stack = Stack::start(&cfg);
     wait_for_status(&stack, "/bots", 200, Duration::from_secs(10));
     assert_eq!(stack.envoy.quit(), Some(0), "{}", stack.envoy.log());
@@ -446,10 +401,7 @@ fn no_token_means_503_and_nothing_upstream() {
     }
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     emu.set_mode(Mode::Down);
-    let hop = metadata_hop(emu.addr());
-    let cfg = native(token_filter(json!({})))
-        .extra_listeners(&hop.extra_listeners)
-        .extra_clusters(&hop.extra_clusters);
+    let cfg = native(token_filter(json!({}))).metadata_hop(emu.addr());
     let stack = Stack::start(&cfg);
     let id = rid("down");
     let r = stack
@@ -497,10 +449,7 @@ fn request_before_the_first_token_waits_for_it_or_gets_503_at_max_wait() {
     // body and all, until the token comes.
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     emu.set_delay(Duration::from_millis(800));
-    let hop = metadata_hop(emu.addr());
-    let cfg = native(token_filter(json!({"max_wait_ms": 5000})))
-        .extra_listeners(&hop.extra_listeners)
-        .extra_clusters(&hop.extra_clusters);
+    let cfg = native(token_filter(json!({"max_wait_ms": 5000}))).metadata_hop(emu.addr());
     let stack = Stack::start(&cfg);
     let body = r#"{"botId":"b1","inputMessage":{"type":"Text","text":"hi"}}"#;
     let r = request("POST", "/messages")
@@ -527,10 +476,7 @@ fn request_before_the_first_token_waits_for_it_or_gets_503_at_max_wait() {
     // Slower than max_wait_ms: 503 once the wait runs out, nothing upstream.
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     emu.set_delay(Duration::from_millis(1500));
-    let hop = metadata_hop(emu.addr());
-    let cfg = native(token_filter(json!({"max_wait_ms": 300})))
-        .extra_listeners(&hop.extra_listeners)
-        .extra_clusters(&hop.extra_clusters);
+    let cfg = native(token_filter(json!({"max_wait_ms": 300}))).metadata_hop(emu.addr());
     let stack = Stack::start(&cfg);
     let started = Instant::now();
     let id = rid("wait");

@@ -5,7 +5,9 @@
 mod harness;
 
 use harness::*;
+use metadata_emulator::{decode_claims, Emulator};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const KEY: &str = "k3y-dynmod-webhooks-71c0";
 const OM_SECRET: &str = "om-dynmod-secret-2b9e61d0";
@@ -171,4 +173,46 @@ fn a_delivery_ended_by_trailers_is_still_verified_before_release() {
         send_raw(stack.envoy.addr(), None, &raw(&signature(OM_SECRET, &body))).expect("send");
     assert_eq!(good.status, 200, "{}", good.text());
     assert_eq!(stack.upstream.last().body, body);
+}
+
+#[test]
+fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
+    if !dynmod_supported() {
+        return;
+    }
+    let aud = "https://bcsp-hooks-uc.a.run.app";
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    emu.set_delay(Duration::from_millis(600));
+    let mut f = filter(None);
+    f["upstream_token"] = json!({"cluster": "gcp_metadata", "audience": aud});
+    let stack = Stack::start(
+        &EnvoyConfig::new(f)
+            .artifact(Artifact::DynamicModule)
+            .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
+            .metadata_hop(emu.addr()),
+    );
+    let body = event(2000);
+    let send = |sig: &str| {
+        request("POST", "/openmessaging/inbound")
+            .to(stack.envoy.addr())
+            .header("x-hub-signature-256", sig)
+            .header("authorization", "Bearer caller-chosen")
+            .chunked(
+                "application/json",
+                body.chunks(700).map(<[u8]>::to_vec).collect(),
+            )
+            .send()
+    };
+    let r = send(&signature(OM_SECRET, &body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.upstream.last();
+    assert_eq!(seen.body, body);
+    let auth = seen.headers_named("authorization");
+    assert_eq!(auth.len(), 1, "{:?}", seen.headers);
+    let jwt = auth[0].strip_prefix("Bearer ").expect("Bearer scheme");
+    assert_eq!(decode_claims(jwt).expect("emulator JWT").aud, aud);
+
+    let r = send(&signature("wrong", &body));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(stack.upstream.count(), 1);
 }

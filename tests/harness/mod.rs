@@ -173,6 +173,15 @@ pub fn dynmod_path() -> PathBuf {
     }
 }
 
+/// `BCSP_GUARD_ARTIFACT=dynamic-module` runs a Wasm suite against the native build instead
+/// (to compare the two builds); unset or `wasm`: the Wasm module.
+fn default_artifact() -> Artifact {
+    match std::env::var("BCSP_GUARD_ARTIFACT").as_deref() {
+        Ok("dynamic-module") => Artifact::DynamicModule,
+        _ => Artifact::Wasm,
+    }
+}
+
 /// Whether `envoy_binary()` can load the dynamic module (Envoy 1.40.x only: the 1.36 ABI
 /// differs); says why not on stderr, for suites that skip.
 pub fn dynmod_supported() -> bool {
@@ -297,7 +306,7 @@ impl EnvoyConfig {
             vm_env: Vec::new(),
             exact_balance: false,
             buffer_filter: None,
-            artifact: Artifact::Wasm,
+            artifact: default_artifact(),
             extra_listeners: String::new(),
             h1_trailers: false,
         }
@@ -359,6 +368,51 @@ impl EnvoyConfig {
     /// Pass an environment variable to the Wasm VM (`vm_config.environment_variables`).
     pub fn vm_env(mut self, name: &str, value: &str) -> Self {
         self.vm_env.push((name.to_string(), value.to_string()));
+        self
+    }
+    /// Points cluster `gcp_metadata` at a loopback hop in the same Envoy that drops
+    /// `X-Forwarded-For` and proxies to `metadata`. The dynamic module's config-level callouts
+    /// go through Envoy's async client, which adds that header (the ABI has no switch for it),
+    /// and the metadata server refuses any request carrying one; docs/DYNAMIC_MODULE.md gives
+    /// the same recipe. Appends to `extra_listeners` and `extra_clusters`.
+    pub fn metadata_hop(mut self, metadata: SocketAddr) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let _ = write!(
+            self.extra_listeners,
+            r#"  - name: metadata_hop
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: metadata_hop
+          route_config:
+            virtual_hosts:
+            - name: metadata
+              domains: ["*"]
+              request_headers_to_remove: [x-forwarded-for]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: gcp_metadata_server}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+        );
+        for (name, port) in [
+            ("gcp_metadata", port),
+            ("gcp_metadata_server", metadata.port()),
+        ] {
+            let _ = write!(
+                self.extra_clusters,
+                "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+                 cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+                 {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+            );
+        }
         self
     }
     /// `{UPSTREAM_PORT}` in the YAML becomes the recording upstream's port.
