@@ -10,7 +10,6 @@ mod harness;
 use harness::*;
 use metadata_emulator::{decode_claims, Emulator, Mode};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "k3y-dynmod-suite-CURRENT-3c1e";
