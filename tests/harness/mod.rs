@@ -202,6 +202,15 @@ pub fn dynmod_supported() -> bool {
     false
 }
 
+/// A STATIC cluster `name` with one endpoint on 127.0.0.1:`port`, as an `extra_clusters` item.
+fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+         cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+    )
+}
+
 /// Which build of the filter Envoy loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Artifact {
@@ -376,6 +385,14 @@ impl EnvoyConfig {
     /// and the metadata server refuses any request carrying one; docs/DYNAMIC_MODULE.md gives
     /// the same recipe. Appends to `extra_listeners` and `extra_clusters`.
     pub fn metadata_hop(mut self, metadata: SocketAddr) -> Self {
+        self.extra_clusters
+            .push_str(&static_cluster("gcp_metadata_server", metadata.port()));
+        self.add_hop();
+        self
+    }
+
+    /// The hop listener and the `gcp_metadata` cluster that leads to it.
+    fn add_hop(&mut self) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -402,19 +419,31 @@ impl EnvoyConfig {
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#
         );
-        for (name, port) in [
-            ("gcp_metadata", port),
-            ("gcp_metadata_server", metadata.port()),
-        ] {
-            let _ = write!(
-                self.extra_clusters,
-                "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
-                 cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
-                 {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-            );
-        }
-        self
+        self.extra_clusters
+            .push_str(&static_cluster("gcp_metadata", port));
     }
+
+    /// A suite written for the Wasm build declares `gcp_metadata` pointing straight at the
+    /// metadata server; for the dynamic module that cluster is renamed and put behind the hop.
+    fn with_native_metadata_hop(&self) -> EnvoyConfig {
+        let mut cfg = self.clone();
+        let direct = "  - name: gcp_metadata\n";
+        if cfg.artifact == Artifact::DynamicModule
+            && cfg.extra_clusters.contains(direct)
+            && !cfg.extra_listeners.contains("name: metadata_hop")
+        {
+            cfg.extra_clusters = cfg
+                .extra_clusters
+                .replace(direct, "  - name: gcp_metadata_server\n")
+                .replace(
+                    "cluster_name: gcp_metadata\n",
+                    "cluster_name: gcp_metadata_server\n",
+                );
+            cfg.add_hop();
+        }
+        cfg
+    }
+
     /// `{UPSTREAM_PORT}` in the YAML becomes the recording upstream's port.
     pub fn extra_clusters(mut self, yaml: &str) -> Self {
         self.extra_clusters = yaml.to_string();
@@ -603,7 +632,8 @@ fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
     let log_path = dir.path().join("envoy.log");
     let stderr_path = dir.path().join("envoy.stderr");
     let admin_path = dir.path().join("admin.addr");
-    std::fs::write(&config_path, cfg.to_yaml(&wasm, upstream)).expect("write envoy.yaml");
+    let yaml = cfg.with_native_metadata_hop().to_yaml(&wasm, upstream);
+    std::fs::write(&config_path, yaml).expect("write envoy.yaml");
     let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
     let mut command = Command::new(&envoy);
     if cfg.artifact == Artifact::DynamicModule {
