@@ -45,7 +45,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn at(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn at(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             path: path.into(),
             message: message.into(),
