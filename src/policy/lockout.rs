@@ -77,6 +77,13 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 impl Table {
+    /// An empty table, usable in a `static` (the dynamic-module host keeps one per shard).
+    pub const fn new() -> Table {
+        Table {
+            entries: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

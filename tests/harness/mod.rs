@@ -176,6 +176,67 @@ pub fn wasm_path() -> PathBuf {
     }
 }
 
+/// The release dynamic module (`make dynmod`). Never lets a test pass against a missing or
+/// stale build.
+pub fn dynmod_path() -> PathBuf {
+    let so = manifest_dir().join("target/release/libbcsp_guard_envoy.so");
+    let built = std::fs::metadata(&so).and_then(|m| m.modified()).ok();
+    match built {
+        Some(t) if t >= newest_input(&so) => so,
+        _ => panic!(
+            "libbcsp_guard_envoy.so is missing/stale: run `make dynmod` [{}]",
+            so.display()
+        ),
+    }
+}
+
+/// `BCSP_GUARD_ARTIFACT=dynamic-module` runs a Wasm suite against the native build instead
+/// (to compare the two builds); unset or `wasm`: the Wasm module.
+fn default_artifact() -> Artifact {
+    match std::env::var("BCSP_GUARD_ARTIFACT").as_deref() {
+        Ok("dynamic-module") => Artifact::DynamicModule,
+        _ => Artifact::Wasm,
+    }
+}
+
+/// Whether `envoy_binary()` can load the dynamic module (Envoy 1.40.x only: the 1.36 ABI
+/// differs); says why not on stderr, for suites that skip.
+pub fn dynmod_supported() -> bool {
+    let envoy = envoy_binary();
+    let text = Command::new(&envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    if text.contains("/1.40.") {
+        return true;
+    }
+    eprintln!(
+        "skipping: the dynamic module supports Envoy 1.40 only; {} reports {:?}",
+        envoy.display(),
+        text.trim()
+    );
+    false
+}
+
+/// A STATIC cluster `name` with one endpoint on 127.0.0.1:`port`, as an `extra_clusters` item.
+fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+         cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+    )
+}
+
+/// Which build of the filter Envoy loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// `bcsp_guard.wasm` through `envoy.filters.http.wasm` (V8).
+    Wasm,
+    /// `libbcsp_guard_envoy.so` through `envoy.filters.http.dynamic_modules` (Envoy 1.40).
+    DynamicModule,
+}
+
 /// A fresh directory under the system temp dir, removed on drop unless the test failed.
 pub struct TempDir(PathBuf);
 
@@ -237,7 +298,8 @@ pub struct EnvoyConfig {
     pub path_normalization: bool,
     /// The listener's `per_connection_buffer_limit_bytes` (Envoy's default: 1 MiB).
     pub buffer_limit_bytes: Option<u32>,
-    /// `vm_config.environment_variables.key_values`: what the Wasm VM's `std::env` sees.
+    /// `vm_config.environment_variables.key_values`: what the Wasm VM's `std::env` sees (for
+    /// the dynamic module: Envoy's own environment).
     pub vm_env: Vec<(String, String)>,
     /// The listener's `connection_balance_config: exact_balance`: each new connection goes to
     /// the worker with the fewest, so two open connections are on two workers.
@@ -245,6 +307,10 @@ pub struct EnvoyConfig {
     /// The Wasm plugin config's `allow_on_headers_stop_iteration` (what every shipped config
     /// with webhooks sets): bcsp-guard holds a delivery's headers and still gets its body.
     pub stop_iteration: bool,
+    /// The build under test (default: the Wasm module).
+    pub artifact: Artifact,
+    /// Raw YAML list items appended under `static_resources.listeners` (indented 2 spaces).
+    pub extra_listeners: String,
     /// HTTP/1.1 trailers on (`enable_trailers` downstream and towards the `bcsp` cluster).
     pub trailers: bool,
     /// The connection manager's `headers_with_underscores_action` (Envoy's default: ALLOW).
@@ -272,7 +338,17 @@ impl EnvoyConfig {
             trailers: false,
             underscores: None,
             routes_yaml: None,
+            artifact: default_artifact(),
+            extra_listeners: String::new(),
         }
+    }
+    pub fn extra_listeners(mut self, yaml: &str) -> Self {
+        self.extra_listeners = yaml.to_string();
+        self
+    }
+    pub fn artifact(mut self, artifact: Artifact) -> Self {
+        self.artifact = artifact;
+        self
     }
     pub fn trailers(mut self, on: bool) -> Self {
         self.trailers = on;
@@ -335,6 +411,71 @@ impl EnvoyConfig {
         self.vm_env.push((name.to_string(), value.to_string()));
         self
     }
+    /// Points cluster `gcp_metadata` at a loopback hop in the same Envoy that drops
+    /// `X-Forwarded-For` and proxies to `metadata`. The dynamic module's config-level callouts
+    /// go through Envoy's async client, which adds that header (the ABI has no switch for it),
+    /// and the metadata server refuses any request carrying one; docs/DYNAMIC_MODULE.md gives
+    /// the same recipe. Appends to `extra_listeners` and `extra_clusters`.
+    pub fn metadata_hop(mut self, metadata: SocketAddr) -> Self {
+        self.extra_clusters
+            .push_str(&static_cluster("gcp_metadata_server", metadata.port()));
+        self.add_hop();
+        self
+    }
+
+    /// The hop listener and the `gcp_metadata` cluster that leads to it.
+    fn add_hop(&mut self) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let _ = write!(
+            self.extra_listeners,
+            r#"  - name: metadata_hop
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: metadata_hop
+          route_config:
+            virtual_hosts:
+            - name: metadata
+              domains: ["*"]
+              request_headers_to_remove: [x-forwarded-for]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: gcp_metadata_server}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+        );
+        self.extra_clusters
+            .push_str(&static_cluster("gcp_metadata", port));
+    }
+
+    /// A suite written for the Wasm build declares `gcp_metadata` pointing straight at the
+    /// metadata server; for the dynamic module that cluster is renamed and put behind the hop.
+    fn with_native_metadata_hop(&self) -> EnvoyConfig {
+        let mut cfg = self.clone();
+        let direct = "  - name: gcp_metadata\n";
+        if cfg.artifact == Artifact::DynamicModule
+            && cfg.extra_clusters.contains(direct)
+            && !cfg.extra_listeners.contains("name: metadata_hop")
+        {
+            cfg.extra_clusters = cfg
+                .extra_clusters
+                .replace(direct, "  - name: gcp_metadata_server\n")
+                .replace(
+                    "cluster_name: gcp_metadata\n",
+                    "cluster_name: gcp_metadata_server\n",
+                );
+            cfg.add_hop();
+        }
+        cfg
+    }
+
     /// `{UPSTREAM_PORT}` in the YAML becomes the recording upstream's port.
     pub fn extra_clusters(mut self, yaml: &str) -> Self {
         self.extra_clusters = yaml.to_string();
@@ -344,6 +485,22 @@ impl EnvoyConfig {
     /// The bootstrap YAML (JSON strings are valid YAML scalars, so values are JSON-quoted).
     pub fn to_yaml(&self, wasm: &Path, upstream: SocketAddr) -> String {
         let q = |s: &str| Value::String(s.to_string()).to_string();
+        let vm_env = if self.vm_env.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "                  environment_variables: {{key_values: {{{}}}}}\n",
+                self.vm_env
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", q(k), q(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let filter = q(&match &self.filter {
+            Value::String(raw) => raw.clone(),
+            json => json.to_string(),
+        });
         format!(
             r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -366,7 +523,31 @@ static_resources:
               domains: ["*"]
               routes: {routes}
           http_filters:
-          - name: envoy.filters.http.wasm
+{guard_filter}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{extra_listeners}  clusters:
+  - name: bcsp
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: bcsp
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
+{cluster_extra}{extra}{runtime}"#,
+            // Without this flag Prometheus names a dynamic module's counters
+            // `envoy_dynamicmodulescustom_<name>`; with it, exactly as the Wasm build's.
+            runtime = match self.artifact {
+                Artifact::Wasm => "",
+                Artifact::DynamicModule => {
+                    "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      \
+                     envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true\n"
+                }
+            },
+            guard_filter = match self.artifact {
+                Artifact::Wasm => format!(
+                    r#"          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
@@ -380,19 +561,28 @@ static_resources:
 {vm_env}                configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {filter}
-          - name: envoy.filters.http.router
+"#,
+                    wasm = q(&wasm.display().to_string()),
+                    vm_env = vm_env,
+                    filter = filter,
+                    stop_iteration = if self.stop_iteration {
+                        "                allow_on_headers_stop_iteration: true\n"
+                    } else {
+                        ""
+                    },
+                ),
+                Artifact::DynamicModule => format!(
+                    r#"          - name: envoy.filters.http.dynamic_modules
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: bcsp
-    type: STATIC
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: bcsp
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
-{cluster_extra}{extra}"#,
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: bcsp_guard_envoy}}
+              filter_name: bcsp_guard
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {filter}
+"#
+                ),
+            },
             hcm_extra = if self.trailers {
                 "          http_protocol_options: {enable_trailers: true}\n"
             } else {
@@ -416,11 +606,6 @@ static_resources:
             },
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,
-            stop_iteration = if self.stop_iteration {
-                "                allow_on_headers_stop_iteration: true\n"
-            } else {
-                ""
-            },
             buffer_limit = self
                 .buffer_limit_bytes
                 .map(|n| format!("    per_connection_buffer_limit_bytes: {n}\n"))
@@ -436,25 +621,9 @@ static_resources:
             } else {
                 ""
             },
-            vm_env = if self.vm_env.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "                  environment_variables: {{key_values: {{{}}}}}\n",
-                    self.vm_env
-                        .iter()
-                        .map(|(k, v)| format!("{}: {}", q(k), q(v)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
             ura = self.use_remote_address,
             hops = self.xff_num_trusted_hops,
-            wasm = q(&wasm.display().to_string()),
-            filter = q(&match &self.filter {
-                Value::String(raw) => raw.clone(),
-                json => json.to_string(),
-            }),
+            extra_listeners = self.extra_listeners,
             up_ip = q(&upstream.ip().to_string()),
             up_port = upstream.port(),
             extra = self
@@ -501,16 +670,31 @@ struct Launched {
 }
 
 fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
-    let wasm = wasm_path();
+    let wasm = match cfg.artifact {
+        Artifact::Wasm => wasm_path(),
+        Artifact::DynamicModule => dynmod_path(),
+    };
     let envoy = envoy_binary();
     let dir = TempDir::new("envoy");
     let config_path = dir.path().join("envoy.yaml");
     let log_path = dir.path().join("envoy.log");
     let stderr_path = dir.path().join("envoy.stderr");
     let admin_path = dir.path().join("admin.addr");
-    std::fs::write(&config_path, cfg.to_yaml(&wasm, upstream)).expect("write envoy.yaml");
+    let yaml = cfg.with_native_metadata_hop().to_yaml(&wasm, upstream);
+    std::fs::write(&config_path, yaml).expect("write envoy.yaml");
     let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
-    let child = Command::new(&envoy)
+    let mut command = Command::new(&envoy);
+    if cfg.artifact == Artifact::DynamicModule {
+        // Envoy finds `lib<name>.so` for `dynamic_module_config.name` in this directory.
+        if let Some(dir) = wasm.parent() {
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        // A native module reads Envoy's own environment where the Wasm VM reads vm_env.
+        for (k, v) in &cfg.vm_env {
+            command.env(k, v);
+        }
+    }
+    let child = command
         .arg("--config-path")
         .arg(&config_path)
         .arg("--admin-address-path")
@@ -677,6 +861,19 @@ impl Envoy {
                     .join("\n")
             )
         })
+    }
+
+    /// Graceful shutdown through the admin `/quitquitquit`; the exit code (bounded, 20 s).
+    pub fn quit(&mut self) -> Option<i32> {
+        let _ = request("POST", "/quitquitquit").to(self.admin).try_send();
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Envoy's log (the `--log-path` file plus stderr) as written so far.

@@ -1,0 +1,218 @@
+//! Open Messaging webhooks in the native build: the module holds a delivery's headers and
+//! buffers its body itself (no `envoy.filters.http.buffer` in the chain), verifies the
+//! signature over the whole body, then releases it or answers 401. Envoy 1.40 only.
+
+mod harness;
+
+use harness::*;
+use metadata_emulator::{decode_claims, Emulator};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const KEY: &str = "k3y-dynmod-webhooks-71c0";
+const OM_SECRET: &str = "om-dynmod-secret-2b9e61d0";
+
+fn filter(max_body: Option<u64>) -> Value {
+    let mut f = json!({
+        "keys": [key("genesys", KEY)],
+        "webhooks": [{"path_prefix": "/openmessaging", "secret_env": "OM_DYNMOD_SECRET"}],
+    });
+    if let Some(n) = max_body {
+        f["max_body_bytes"] = json!(n);
+    }
+    f
+}
+
+/// No buffer filter: only the module stands between a delivery and the upstream.
+fn stack(max_body: Option<u64>) -> Stack {
+    Stack::start(
+        &EnvoyConfig::new(filter(max_body))
+            .artifact(Artifact::DynamicModule)
+            .vm_env("OM_DYNMOD_SECRET", OM_SECRET),
+    )
+}
+
+fn signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
+}
+
+/// Requests Envoy's router began to send to the upstream cluster.
+fn upstream_requests(envoy: &Envoy) -> u64 {
+    let text = envoy.admin_get("/stats?filter=^cluster\\.bcsp\\.upstream_rq_total$");
+    text.trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no upstream_rq_total in {text:?}"))
+}
+
+fn event(len: usize) -> Vec<u8> {
+    let mut b = br#"{"id":"evt-1","type":"Text","text":""#.to_vec();
+    while b.len() + 2 < len {
+        b.push(b'a' + (b.len() % 26) as u8);
+    }
+    b.extend_from_slice(br#""}"#);
+    b
+}
+
+#[test]
+fn signed_delivery_in_chunks_reaches_the_upstream_whole() {
+    if !dynmod_supported() {
+        return;
+    }
+    let stack = stack(None);
+    let body = event(4000);
+    let parts: Vec<Vec<u8>> = body.chunks(1000).map(<[u8]>::to_vec).collect();
+    let r = request("POST", "/openmessaging/inbound")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &signature(OM_SECRET, &body))
+        .header("x-bcsp-key-id", "forged")
+        .chunked("application/json", parts)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.upstream.last();
+    assert_eq!(seen.body, body, "the upstream gets the body byte for byte");
+    assert!(
+        seen.headers_named("x-bcsp-key-id").is_empty(),
+        "{:?}",
+        seen.headers
+    );
+
+    let small = event(300);
+    let r = request("POST", "/openmessaging")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &signature(OM_SECRET, &small))
+        .body("application/json", small.clone())
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(stack.upstream.last().body, small);
+    assert_eq!(stack.envoy.counter("bcsp_guard.webhook.accepted"), 2);
+    stack.envoy.assert_log_free_of(&[OM_SECRET], &[]);
+}
+
+#[test]
+fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
+    if !dynmod_supported() {
+        return;
+    }
+    let stack = stack(Some(2048));
+    let body = event(1500);
+    let wrong = signature("not-the-secret", &body);
+    let parts: Vec<Vec<u8>> = body.chunks(500).map(<[u8]>::to_vec).collect();
+    for (tag, sig) in [("wrong", Some(wrong.as_str())), ("missing", None)] {
+        let id = rid(tag);
+        let mut req = request("POST", "/openmessaging/inbound")
+            .to(stack.envoy.addr())
+            .header("x-request-id", &id);
+        if let Some(s) = sig {
+            req = req.header("x-hub-signature-256", s);
+        }
+        let r = req.chunked("application/json", parts.clone()).send();
+        assert_eq!(r.status, 401, "{tag}: {}", r.text());
+        assert_eq!(r.json()["error"], "unauthenticated");
+        assert_eq!(r.json()["request_id"], id.as_str());
+    }
+    // Larger than max_body_bytes, streamed: it cannot be verified, so it is not admitted.
+    let big = event(5000);
+    let r = request("POST", "/openmessaging/inbound")
+        .to(stack.envoy.addr())
+        .header("x-hub-signature-256", &signature(OM_SECRET, &big))
+        .chunked(
+            "application/json",
+            big.chunks(1000).map(<[u8]>::to_vec).collect(),
+        )
+        .send();
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Nothing was even started towards the upstream: the headers were held in the module.
+    assert_eq!(upstream_requests(&stack.envoy), 0);
+    assert_eq!(stack.upstream.count(), 0);
+    assert_eq!(
+        stack.envoy.counter("bcsp_guard.denied.webhook_signature"),
+        3
+    );
+    let log = stack
+        .envoy
+        .wait_for_log("webhook signature does not match the body");
+    assert!(
+        log.contains("webhook signature does not match the body on /openmessaging"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_delivery_ended_by_trailers_is_still_verified_before_release() {
+    if !dynmod_supported() {
+        return;
+    }
+    let stack = Stack::start(
+        &EnvoyConfig::new(filter(None))
+            .artifact(Artifact::DynamicModule)
+            .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
+            .trailers(true),
+    );
+    let body = event(600);
+    let raw = |sig: &str| {
+        let mut r = format!(
+            "POST /openmessaging/inbound HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
+             x-hub-signature-256: {sig}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r.extend_from_slice(b"\r\n0\r\nx-trace: t1\r\n\r\n");
+        r
+    };
+    let bad = send_raw(stack.envoy.addr(), None, &raw(&signature("wrong", &body))).expect("send");
+    assert_eq!(bad.status, 401, "{}", bad.text());
+    assert_eq!(
+        upstream_requests(&stack.envoy),
+        0,
+        "unverified headers went upstream"
+    );
+    let good =
+        send_raw(stack.envoy.addr(), None, &raw(&signature(OM_SECRET, &body))).expect("send");
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(stack.upstream.last().body, body);
+}
+
+#[test]
+fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
+    if !dynmod_supported() {
+        return;
+    }
+    let aud = "https://bcsp-hooks-uc.a.run.app";
+    let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
+    emu.set_delay(Duration::from_millis(600));
+    let mut f = filter(None);
+    f["upstream_token"] = json!({"cluster": "gcp_metadata", "audience": aud});
+    let stack = Stack::start(
+        &EnvoyConfig::new(f)
+            .artifact(Artifact::DynamicModule)
+            .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
+            .metadata_hop(emu.addr()),
+    );
+    let body = event(2000);
+    let send = |sig: &str| {
+        request("POST", "/openmessaging/inbound")
+            .to(stack.envoy.addr())
+            .header("x-hub-signature-256", sig)
+            .header("authorization", "Bearer caller-chosen")
+            .chunked(
+                "application/json",
+                body.chunks(700).map(<[u8]>::to_vec).collect(),
+            )
+            .send()
+    };
+    let r = send(&signature(OM_SECRET, &body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.upstream.last();
+    assert_eq!(seen.body, body);
+    let auth = seen.headers_named("authorization");
+    assert_eq!(auth.len(), 1, "{:?}", seen.headers);
+    let jwt = auth[0].strip_prefix("Bearer ").expect("Bearer scheme");
+    assert_eq!(decode_claims(jwt).expect("emulator JWT").aud, aud);
+
+    let r = send(&signature("wrong", &body));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(stack.upstream.count(), 1);
+}
