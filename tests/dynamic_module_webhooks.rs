@@ -112,7 +112,7 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
         assert_eq!(r.json()["error"], "unauthenticated");
         assert_eq!(r.json()["request_id"], id.as_str());
     }
-    // Larger than max_body_bytes, streamed: it cannot be verified, so it is not admitted.
+    // Larger than max_body_bytes, streamed: refused unread (413), as the Wasm build does.
     let big = event(5000);
     let r = request("POST", "/openmessaging/inbound")
         .to(stack.envoy.addr())
@@ -122,14 +122,16 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
             big.chunks(1000).map(<[u8]>::to_vec).collect(),
         )
         .send();
-    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["error"], "payload_too_large");
     // Nothing was even started towards the upstream: the headers were held in the module.
     assert_eq!(upstream_requests(&stack.envoy), 0);
     assert_eq!(stack.upstream.count(), 0);
     assert_eq!(
         stack.envoy.counter("bcsp_guard.denied.webhook_signature"),
-        3
+        2
     );
+    assert_eq!(stack.envoy.counter("bcsp_guard.denied.body_too_large"), 1);
     let log = stack
         .envoy
         .wait_for_log("webhook signature does not match the body");

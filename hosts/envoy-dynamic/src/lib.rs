@@ -302,6 +302,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             Outcome::Forward if filter.waiting.is_some() => abi::REQUEST_BODY_STOP_AND_BUFFER,
             Outcome::Forward => abi::REQUEST_BODY_CONTINUE,
             Outcome::ReadBody => abi::REQUEST_BODY_STOP_AND_BUFFER,
+            // A verified webhook delivery before the first token: held on, until it comes.
+            Outcome::Wait {
+                audience,
+                deadline_ms,
+            } => {
+                filter.wait(&host, cfg, audience, deadline_ms);
+                abi::REQUEST_BODY_STOP_AND_BUFFER
+            }
             _ => {
                 filter.stop_waiting();
                 abi::REQUEST_BODY_STOP_NO_BUFFER
@@ -343,9 +351,19 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             let outcome = with_ports(cfg, |ports| {
                 request::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
             });
-            if outcome != Outcome::Forward {
-                filter.stop_waiting();
-                return abi::REQUEST_TRAILERS_STOP_ITERATION;
+            match outcome {
+                Outcome::Forward => {}
+                Outcome::Wait {
+                    audience,
+                    deadline_ms,
+                } => {
+                    filter.wait(&host, cfg, audience, deadline_ms);
+                    return abi::REQUEST_TRAILERS_STOP_ITERATION;
+                }
+                _ => {
+                    filter.stop_waiting();
+                    return abi::REQUEST_TRAILERS_STOP_ITERATION;
+                }
             }
         }
         if filter.waiting.is_some() {
