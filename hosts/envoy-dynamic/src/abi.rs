@@ -124,6 +124,9 @@ extern "C" {
         key: ModuleBuffer,
         value: ModuleBuffer,
     ) -> bool;
+    /// Marks the route stale: Envoy chooses it again, from the edited headers, the next time
+    /// it is asked (the router, or an `xds.cluster_name` read).
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: FilterEnvoyPtr);
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter: FilterEnvoyPtr,
         status_code: u32,

@@ -117,6 +117,10 @@ impl RequestHost for StreamHost {
                 ModuleBuffer::of(name.as_bytes()),
                 value,
             );
+            // Unlike a Wasm filter's, a native module's header edits leave the route as it was
+            // chosen from the caller's headers. A route that matches an edited header (a key id
+            // stamped over a forged one) must be chosen again, or the caller would pick it.
+            abi::envoy_dynamic_module_callback_http_clear_route_cache(self.ptr);
         }
     }
 
