@@ -1,64 +1,10 @@
 //! Several workers over one fake shared-data store: the single-flight and freshness rules.
 
 use super::*;
+use crate::host::testing::{SharedStore as Store, Worker};
 use crate::policy::upstream::UpstreamToken;
 use crate::token::jwt::base64url_encode;
 use crate::token::schedule::Timing;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-
-#[derive(Default)]
-struct Store {
-    data: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
-    next_version: Cell<u32>,
-    clock_ms: Cell<u64>,
-    calls: RefCell<Vec<String>>,
-    refuse_dispatch: Cell<bool>,
-}
-
-/// One worker's view: the same store, its own identity.
-struct Worker<'s> {
-    store: &'s Store,
-}
-
-impl SharedHost for Worker<'_> {
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.store.data.borrow().get(key) {
-            Some((v, ver)) => (Some(v.clone()), Some(*ver)),
-            None => (None, None),
-        }
-    }
-    // Envoy's rule: a version is checked only when the key exists.
-    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut data = self.store.data.borrow_mut();
-        if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
-            if want != *have {
-                return false;
-            }
-        }
-        let v = self.store.next_version.get() + 1;
-        self.store.next_version.set(v);
-        data.insert(key.to_owned(), (value.to_vec(), v));
-        true
-    }
-    fn dispatch_fetch(
-        &self,
-        cluster: &str,
-        authority: &str,
-        path: &str,
-        _timeout_ms: u64,
-    ) -> Option<u32> {
-        if self.store.refuse_dispatch.get() {
-            return None;
-        }
-        let mut calls = self.store.calls.borrow_mut();
-        calls.push(format!("{cluster} {authority} {path}"));
-        Some(u32::try_from(calls.len()).unwrap())
-    }
-    fn now_ms(&self) -> u64 {
-        self.store.clock_ms.get()
-    }
-}
 
 const T0: u64 = 1_800_000_000_000;
 
