@@ -127,19 +127,19 @@ pub(crate) fn get(path: &str) -> Req {
 }
 
 impl Req {
-    pub(crate) fn h(mut self, name: &str, value: &str) -> Req {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Req {
         self.headers.push((name.into(), value.into()));
         self
     }
     pub(crate) fn key(self) -> Req {
-        self.h("x-bcsp-key", KEY)
+        self.header("x-bcsp-key", KEY)
     }
     pub(crate) fn from(mut self, peer: u8) -> Req {
         self.peer = peer;
         self
     }
     pub(crate) fn xff(self, value: &str) -> Req {
-        self.h("x-forwarded-for", value)
+        self.header("x-forwarded-for", value)
     }
     pub(crate) fn json(mut self, body: impl Into<Vec<u8>>) -> Req {
         self.body = Body::Fixed("application/json".into(), body.into());
@@ -291,12 +291,12 @@ pub(crate) fn sha256_b64_sig(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An Open Messaging event body of about `len` bytes.
-pub(crate) fn event(len: usize) -> Vec<u8> {
+pub(crate) fn event_body(len: usize) -> Vec<u8> {
     let head =
         r#"{"id":"evt-1","channel":{"platform":"Open","type":"Public"},"type":"Text","text":""#;
     let mut b = head.as_bytes().to_vec();
@@ -308,7 +308,7 @@ pub(crate) fn event(len: usize) -> Vec<u8> {
 }
 
 /// `n` forged entries followed by `last`.
-pub(crate) fn many(n: usize, last: &str) -> String {
+pub(crate) fn xff_list(n: usize, last: &str) -> String {
     let mut s: Vec<String> = (0..n)
         .map(|i| format!("198.51.100.{}", i % 250 + 1))
         .collect();
@@ -329,6 +329,6 @@ pub(crate) fn raw_get(path: &str, lines: &[&[u8]]) -> Vec<u8> {
 
 pub(crate) fn hook(path: &str, body: &[u8], sig: &str) -> Req {
     req("POST", path)
-        .h("x-hub-signature-256", sig)
+        .header("x-hub-signature-256", sig)
         .json(body.to_vec())
 }

@@ -29,16 +29,16 @@ pub(super) fn push(r: &mut Vec<Row>) {
         get(bots).key().from(OUTSIDE).xff("127.0.0.5").xff("127.0.0.5"), Deny(403)));
     for h in ["x-real-ip", "true-client-ip", "x-client-ip", "x-envoy-external-address"] {
         r.push(row(Downstream, &format!("outside peer, `{h}: 127.0.0.5`"),
-            get(bots).key().from(OUTSIDE).h(h, "127.0.0.5"), Deny(403)));
+            get(bots).key().from(OUTSIDE).header(h, "127.0.0.5"), Deny(403)));
     }
     r.push(row(Downstream, "outside peer, `forwarded: for=127.0.0.5`",
-        get(bots).key().from(OUTSIDE).h("forwarded", "for=127.0.0.5"), Deny(403)));
+        get(bots).key().from(OUTSIDE).header("forwarded", "for=127.0.0.5"), Deny(403)));
     r.push(row(Downstream, "outside peer, no key", get(bots).from(OUTSIDE), Deny(403))
         .note("the address is checked first: a refused address learns nothing about keys"));
     r.push(row(Downstream, "allowed peer, XFF of garbage, ports, zone ids, empty entries",
         get(bots).key().xff("garbage, [::1]:x, fe80::1%eth0, , 10.0.0.1:99999,,"), Pass)
         .up(Up::XffLast("127.0.0.5")));
-    r.push(row(Downstream, "allowed peer, XFF of 300 entries", get(bots).key().xff(&many(300, "203.0.113.7")), Pass)
+    r.push(row(Downstream, "allowed peer, XFF of 300 entries", get(bots).key().xff(&xff_list(300, "203.0.113.7")), Pass)
         .up(Up::XffLast("127.0.0.5")));
 
     // --- client address: x-forwarded-for, trusted_hops 1, use_remote_address false ----------
@@ -69,14 +69,14 @@ pub(super) fn push(r: &mut Vec<Row>) {
     r.push(xff1("trailing dot", &["203.0.113.7."], Deny(403)));
     r.push(xff1("empty last entry", &["203.0.113.7,"], Deny(403)));
     r.push(xff1("only commas", &[",,,,"], Deny(403)));
-    r.push(xff1("300 entries ending in an allowed client", &[&many(300, "203.0.113.7")], Pass));
+    r.push(xff1("300 entries ending in an allowed client", &[&xff_list(300, "203.0.113.7")], Pass));
     r.push(xff1("300 allowed entries ending in garbage",
         &[&format!("{}, garbage", vec!["203.0.113.7"; 300].join(", "))], Deny(403)));
     r.push(xff1("two XFF headers, the allowed one last", &["198.51.100.9", "203.0.113.7"], Pass));
     r.push(xff1("two XFF headers, the allowed one first", &["203.0.113.7", "198.51.100.9"], Deny(403)));
     r.push(xff1("no XFF", &[], Deny(403)));
     r.push(row(Xff1, "`forwarded: for=` and `x-real-ip` name an allowed client",
-        get(bots).key().xff("198.51.100.9").h("forwarded", "for=203.0.113.7").h("x-real-ip", "203.0.113.7"),
+        get(bots).key().xff("198.51.100.9").header("forwarded", "for=203.0.113.7").header("x-real-ip", "203.0.113.7"),
         Deny(403)));
 
     // --- client address: x-forwarded-for, trusted_hops 2, use_remote_address true -----------
@@ -96,7 +96,7 @@ pub(super) fn push(r: &mut Vec<Row>) {
     r.push(xff2("bracketed v4-mapped client with a port", &["[::ffff:203.0.113.7]:443"], Pass));
     r.push(xff2("zone id", &["2001:db8::7%eth0"], Deny(403)));
     r.push(xff2("garbage", &["not-an-ip"], Deny(403)));
-    r.push(xff2("300 entries ending in an allowed client", &[&many(300, "203.0.113.7")], Pass));
+    r.push(xff2("300 entries ending in an allowed client", &[&xff_list(300, "203.0.113.7")], Pass));
     r.push(xff2("300 allowed entries ending in garbage",
         &[&format!("{}, garbage", vec!["203.0.113.7"; 300].join(", "))], Deny(403)));
     r.push(xff2("two XFF headers, the allowed one last", &["198.51.100.9", "203.0.113.7"], Pass));

@@ -48,13 +48,13 @@ pub(super) fn push(r: &mut Vec<Row>) {
         .h2(Via::Frames, Pass).up(Up::Target("/botconnector/bots/caf%C3%A9".into()))
         .note("HTTP/2: `normalize_path` percent-encodes it"));
     r.push(row(Path, "two `:path` pseudo-headers (listed, then unlisted)",
-        get(bots).h(":path", "/botconnector/admin").key(), Deny(404))
+        get(bots).header(":path", "/botconnector/admin").key(), Deny(404))
         .no_h1("HTTP/1.1 has one request line").h2(Via::Frames, H2BAD));
-    r.push(row(Path, "`upgrade: h2c` smuggling", get(bots).key().h("connection", "upgrade, http2-settings")
-        .h("upgrade", "h2c").h("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"), Pass)
+    r.push(row(Path, "`upgrade: h2c` smuggling", get(bots).key().header("connection", "upgrade, http2-settings")
+        .header("upgrade", "h2c").header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"), Pass)
         .up(Up::Absent("upgrade")).up(Up::Absent("http2-settings")).h2(Via::Frames, H2BAD));
-    r.push(row(Path, "WebSocket upgrade", get(bots).key().h("connection", "upgrade").h("upgrade", "websocket")
-        .h("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==").h("sec-websocket-version", "13"), Refused(&[403]))
+    r.push(row(Path, "WebSocket upgrade", get(bots).key().header("connection", "upgrade").header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==").header("sec-websocket-version", "13"), Refused(&[403]))
         .h2(Via::Frames, H2BAD));
     r.push(path("query that looks like a path", "/botconnector/bots/b1?next=/../admin", Pass)
         .up(Up::Target("/botconnector/bots/b1?next=/../admin".into())));

@@ -70,7 +70,7 @@ fn base64url_unpadded(bytes: &[u8]) -> String {
     out
 }
 
-fn jwt(payload: &Value) -> String {
+fn jwt_with_fake_signature(payload: &Value) -> String {
     format!(
         "{}.{}.{}",
         base64url_unpadded(br#"{"alg":"RS256","typ":"JWT"}"#),
@@ -80,7 +80,9 @@ fn jwt(payload: &Value) -> String {
 }
 
 fn demo_token() -> String {
-    jwt(&json!({"aud": AUD, "exp": NOW + 1800, "iat": NOW - 1800, "sub": "123"}))
+    jwt_with_fake_signature(
+        &json!({"aud": AUD, "exp": NOW + 1800, "iat": NOW - 1800, "sub": "123"}),
+    )
 }
 
 fn message(text: &str) -> String {

@@ -95,8 +95,8 @@ fn routes_answer_authenticated_callers_only_and_in_order() {
         let mut headers = vec![(":method", *method), (":path", *path)];
         headers.extend_from_slice(extra);
         let host = FakeHost::with(&headers);
-        let step = run(&host, &g, true);
-        assert_eq!(status(&host), *want, "{method} {path} {extra:?}");
+        let step = on_headers(&host, &g, true);
+        assert_eq!(last_status(&host), *want, "{method} {path} {extra:?}");
         assert_eq!(step.outcome == Outcome::Forward, want.is_none());
         if let Some(405) = want {
             let r = host.replies.borrow();
@@ -104,7 +104,7 @@ fn routes_answer_authenticated_callers_only_and_in_order() {
         }
     }
     let host = FakeHost::with(&[(":method", "GET"), (":path", "/x"), ("x-bcsp-key", "alpha")]);
-    run(&host, &g, true);
+    on_headers(&host, &g, true);
     assert_eq!(host.count(g.stats.denied_route), 1);
 }
 
@@ -116,7 +116,7 @@ fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
         (":path", "/m"),
         ("x-bcsp-key", "alpha"),
     ]);
-    let mut step = run(&host, &g, false);
+    let mut step = on_headers(&host, &g, false);
     assert_eq!(step.outcome, Outcome::Forward);
     let mut body =
         |size, end| on_request_body(&host, &g, Ports::default(), &mut step.body, size, end);
@@ -127,6 +127,6 @@ fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
         "exactly the limit is fine"
     );
     assert_eq!(body(1, true), Outcome::Replied);
-    assert_eq!(status(&host), Some(413));
+    assert_eq!(last_status(&host), Some(413));
     assert_eq!(host.count(g.stats.denied_body_too_large), 1);
 }

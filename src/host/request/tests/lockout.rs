@@ -17,7 +17,7 @@ fn lockout_counts_401s_per_client_and_answers_429_before_any_credential_check() 
         lockout: Some(&counting),
     };
     on_request_headers(&host, &g, ports, true);
-    assert_eq!(status(&host), Some(401));
+    assert_eq!(last_status(&host), Some(401));
     assert_eq!(
         counting.failures.borrow().as_slice(),
         ["198.51.100.7".parse::<IpAddr>().unwrap()]

@@ -31,10 +31,10 @@ const TOKEN_CFG: &str = r#","upstream_token":{"cluster":"meta","audience":"https
 const ROUTES_CFG: &str = r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/botconnector"},
     "max_body_bytes":100"#;
 
-fn run(host: &FakeHost, g: &Guard, end_of_stream: bool) -> Step {
+fn on_headers(host: &FakeHost, g: &Guard, end_of_stream: bool) -> Step {
     on_request_headers(host, g, Ports::default(), end_of_stream)
 }
 
-fn status(host: &FakeHost) -> Option<u32> {
+fn last_status(host: &FakeHost) -> Option<u32> {
     host.replies.borrow().last().map(|r| r.status)
 }
