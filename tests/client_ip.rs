@@ -36,7 +36,7 @@ fn policy(client_ip: Option<Value>, cidrs: &[&str]) -> Value {
     p
 }
 
-fn xff(hops: u32) -> Option<Value> {
+fn xff_rule(hops: u32) -> Option<Value> {
     Some(json!({ "from": "x-forwarded-for", "trusted_hops": hops }))
 }
 
@@ -142,7 +142,7 @@ fn without_allow_cidrs_any_address_is_admitted() {
 /// appended, i.e. the TCP peer; whatever the client wrote is to its left.
 #[test]
 fn xff_one_hop_with_remote_address_uses_the_peer_envoy_appended() {
-    let stack = Stack::start(&EnvoyConfig::new(policy(xff(1), &["127.0.0.5/32"])));
+    let stack = Stack::start(&EnvoyConfig::new(policy(xff_rule(1), &["127.0.0.5/32"])));
 
     #[rustfmt::skip]
     run(&stack, &[
@@ -157,7 +157,7 @@ fn xff_one_hop_with_remote_address_uses_the_peer_envoy_appended() {
 /// trusted proxy in front) sent.
 #[test]
 fn xff_one_hop_without_remote_address_uses_the_rightmost_entry() {
-    let cfg = EnvoyConfig::new(policy(xff(1), &["203.0.113.0/24"])).use_remote_address(false);
+    let cfg = EnvoyConfig::new(policy(xff_rule(1), &["203.0.113.0/24"])).use_remote_address(false);
     let stack = Stack::start(&cfg);
 
     #[rustfmt::skip]
@@ -174,7 +174,7 @@ fn xff_one_hop_without_remote_address_uses_the_rightmost_entry() {
 /// appended (what one proxy in front of Envoy wrote).
 #[test]
 fn xff_two_hops_with_remote_address_uses_the_entry_left_of_the_peer() {
-    let stack = Stack::start(&EnvoyConfig::new(policy(xff(2), &["203.0.113.0/24"])));
+    let stack = Stack::start(&EnvoyConfig::new(policy(xff_rule(2), &["203.0.113.0/24"])));
 
     #[rustfmt::skip]
     run(&stack, &[
@@ -188,7 +188,7 @@ fn xff_two_hops_with_remote_address_uses_the_entry_left_of_the_peer() {
 
 #[test]
 fn xff_two_hops_without_remote_address_uses_second_from_right() {
-    let cfg = EnvoyConfig::new(policy(xff(2), &["203.0.113.0/24"])).use_remote_address(false);
+    let cfg = EnvoyConfig::new(policy(xff_rule(2), &["203.0.113.0/24"])).use_remote_address(false);
     let stack = Stack::start(&cfg);
 
     #[rustfmt::skip]
@@ -208,7 +208,7 @@ fn xff_two_hops_without_remote_address_uses_second_from_right() {
 /// Entries may carry ports or IPv6 brackets; IPv4-mapped IPv6 matches IPv4 ranges.
 #[test]
 fn xff_entries_with_ports_brackets_and_mapped_addresses() {
-    let cfg = EnvoyConfig::new(policy(xff(1), &["203.0.113.0/24", "2001:db8::/32"]))
+    let cfg = EnvoyConfig::new(policy(xff_rule(1), &["203.0.113.0/24", "2001:db8::/32"]))
         .use_remote_address(false);
     let stack = Stack::start(&cfg);
 

@@ -6,12 +6,12 @@ mod harness;
 use harness::*;
 use serde_json::{json, Value};
 
-fn hash() -> String {
+fn secret_sha256() -> String {
     sha256_hex("config-test-secret")
 }
 
-fn k(id: &str) -> Value {
-    json!({ "id": id, "sha256": hash() })
+fn key_entry(id: &str) -> Value {
+    json!({ "id": id, "sha256": secret_sha256() })
 }
 
 /// Start Envoy with `filter` and require exit status 1 and a plugin log line (`wasm log ...`)
@@ -38,13 +38,16 @@ fn refused(filter: Value, needles: &[&str]) {
         );
     }
     // A refused configuration must not leak its hashes either.
-    assert!(!log.contains(&hash()), "log leaks a configured hash");
+    assert!(
+        !log.contains(&secret_sha256()),
+        "log leaks a configured hash"
+    );
 }
 
 #[test]
 fn unknown_top_level_field() {
     refused(
-        json!({ "keys": [k("a")], "allow_cidr": ["10.0.0.0/8"] }),
+        json!({ "keys": [key_entry("a")], "allow_cidr": ["10.0.0.0/8"] }),
         &["allow_cidr"],
     );
 }
@@ -52,14 +55,14 @@ fn unknown_top_level_field() {
 #[test]
 fn unknown_key_field() {
     refused(
-        json!({ "keys": [{ "id": "a", "sha256": hash(), "not_after_": "2030-01-01T00:00:00Z" }] }),
+        json!({ "keys": [{ "id": "a", "sha256": secret_sha256(), "not_after_": "2030-01-01T00:00:00Z" }] }),
         &["keys[0]", "not_after_"],
     );
 }
 
 #[test]
 fn hash_with_non_hex_characters() {
-    let bad = format!("zz{}", &hash()[2..]);
+    let bad = format!("zz{}", &secret_sha256()[2..]);
     refused(
         json!({ "keys": [{ "id": "a", "sha256": bad }] }),
         &["keys[0].sha256"],
@@ -69,7 +72,7 @@ fn hash_with_non_hex_characters() {
 #[test]
 fn hash_too_short() {
     refused(
-        json!({ "keys": [k("a"), { "id": "b", "sha256": &hash()[..63] }] }),
+        json!({ "keys": [key_entry("a"), { "id": "b", "sha256": &secret_sha256()[..63] }] }),
         &["keys[1].sha256"],
     );
 }
@@ -81,17 +84,23 @@ fn hash_missing() {
 
 #[test]
 fn duplicate_key_id() {
-    refused(json!({ "keys": [k("dup"), k("dup")] }), &["keys[1].id"]);
+    refused(
+        json!({ "keys": [key_entry("dup"), key_entry("dup")] }),
+        &["keys[1].id"],
+    );
 }
 
 #[test]
 fn key_id_with_bad_characters() {
-    refused(json!({ "keys": [k("bad id!")] }), &["keys[0].id"]);
+    refused(json!({ "keys": [key_entry("bad id!")] }), &["keys[0].id"]);
 }
 
 #[test]
 fn key_id_too_long() {
-    refused(json!({ "keys": [k(&"x".repeat(65))] }), &["keys[0].id"]);
+    refused(
+        json!({ "keys": [key_entry(&"x".repeat(65))] }),
+        &["keys[0].id"],
+    );
 }
 
 #[test]
@@ -106,14 +115,14 @@ fn keys_missing() {
 
 #[test]
 fn sixty_five_keys() {
-    let keys: Vec<Value> = (0..65).map(|i| k(&format!("key-{i}"))).collect();
+    let keys: Vec<Value> = (0..65).map(|i| key_entry(&format!("key-{i}"))).collect();
     refused(json!({ "keys": keys }), &["keys"]);
 }
 
 #[test]
 fn bad_timestamp() {
     refused(
-        json!({ "keys": [{ "id": "a", "sha256": hash(), "not_after": "2026-13-01T00:00:00Z" }] }),
+        json!({ "keys": [{ "id": "a", "sha256": secret_sha256(), "not_after": "2026-13-01T00:00:00Z" }] }),
         &["keys[0].not_after"],
     );
 }
@@ -121,7 +130,7 @@ fn bad_timestamp() {
 #[test]
 fn timestamp_without_zone() {
     refused(
-        json!({ "keys": [{ "id": "a", "sha256": hash(), "not_before": "2026-10-01T00:00:00" }] }),
+        json!({ "keys": [{ "id": "a", "sha256": secret_sha256(), "not_before": "2026-10-01T00:00:00" }] }),
         &["keys[0].not_before"],
     );
 }
@@ -130,7 +139,7 @@ fn timestamp_without_zone() {
 fn not_before_not_earlier_than_not_after() {
     let same = "2026-10-01T00:00:00Z";
     refused(
-        json!({ "keys": [{ "id": "a", "sha256": hash(), "not_before": same, "not_after": same }] }),
+        json!({ "keys": [{ "id": "a", "sha256": secret_sha256(), "not_before": same, "not_after": same }] }),
         &["keys[0].not_before|keys[0].not_after"],
     );
 }
@@ -138,7 +147,7 @@ fn not_before_not_earlier_than_not_after() {
 #[test]
 fn bad_cidr() {
     refused(
-        json!({ "keys": [k("a")], "allow_cidrs": ["10.0.0.0/8", "10.0.0.0/33"] }),
+        json!({ "keys": [key_entry("a")], "allow_cidrs": ["10.0.0.0/8", "10.0.0.0/33"] }),
         &["allow_cidrs[1]"],
     );
 }
@@ -146,7 +155,7 @@ fn bad_cidr() {
 #[test]
 fn cidr_garbage() {
     refused(
-        json!({ "keys": [k("a")], "allow_cidrs": ["genesys.example"] }),
+        json!({ "keys": [key_entry("a")], "allow_cidrs": ["genesys.example"] }),
         &["allow_cidrs[0]"],
     );
 }
@@ -154,7 +163,7 @@ fn cidr_garbage() {
 #[test]
 fn trusted_hops_zero() {
     refused(
-        json!({ "keys": [k("a")], "client_ip": { "from": "x-forwarded-for", "trusted_hops": 0 } }),
+        json!({ "keys": [key_entry("a")], "client_ip": { "from": "x-forwarded-for", "trusted_hops": 0 } }),
         &["client_ip.trusted_hops"],
     );
 }
@@ -162,7 +171,7 @@ fn trusted_hops_zero() {
 #[test]
 fn unknown_client_ip_source() {
     refused(
-        json!({ "keys": [k("a")], "client_ip": { "from": "leftmost-xff" } }),
+        json!({ "keys": [key_entry("a")], "client_ip": { "from": "leftmost-xff" } }),
         &["client_ip.from"],
     );
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 const KEY: &str = "k3y-routes-suite-77b0c1";
 
-fn cfg(normalize: bool) -> EnvoyConfig {
+fn envoy_config(normalize: bool) -> EnvoyConfig {
     EnvoyConfig::new(json!({
         "keys": [key("k1", KEY)],
         "routes": {"preset": "digital-bot-connector-v2", "base_path": "/botconnector"},
@@ -37,7 +37,7 @@ fn is_listed(method: &str, target: &str) -> bool {
 
 #[test]
 fn the_preset_admits_exactly_the_three_endpoints_and_401_comes_first() {
-    let stack = Stack::start(&cfg(true));
+    let stack = Stack::start(&envoy_config(true));
     let get = |path: &str| stack.request(path);
     let post = |path: &str| request("POST", path).to(stack.envoy.addr());
     let json_body = r#"{"botId":"b1","inputMessage":{"type":"Text","text":"hi"}}"#;
@@ -133,7 +133,7 @@ const TRICKS: &[&str] = &[
 /// Envoy into a listed endpoint, which is then exactly what the upstream sees. Without a key:
 /// 401 (or Envoy's 400), never a hint about which paths exist.
 fn assert_no_trick_reaches_an_unlisted_path(normalize: bool) {
-    let stack = Stack::start(&cfg(normalize));
+    let stack = Stack::start(&envoy_config(normalize));
     let mut table = Vec::new();
     for &path in TRICKS {
         let r = stack.request(path).header("x-bcsp-key", KEY).send();

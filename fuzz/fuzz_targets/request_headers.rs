@@ -40,7 +40,7 @@ fn open(id: &str, now: i64) -> bool {
     id != "k-a" || (NOW_MS..NOW_MS + 1000).contains(&now)
 }
 
-fn hex(secret: &str) -> String {
+fn sha256_hex(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -54,9 +54,9 @@ fn guards() -> &'static [Guard; 2] {
             r#"[{{"id":"k-a","sha256":"{}","not_before":"2027-01-15T08:00:00Z","not_after":"2027-01-15T08:00:01Z"}},
                {{"id":"k-b","header":"Authorization","scheme":"Bearer","sha256":"{}"}},
                {{"id":"k-c","header":"X-Api-Key","scheme":"Token","sha256":"{}"}}]"#,
-            hex("alpha-secret"),
-            hex("beta"),
-            hex("a b")
+            sha256_hex("alpha-secret"),
+            sha256_hex("beta"),
+            sha256_hex("a b")
         );
         let full = format!(
             r#"{{"keys":{keys},"client_ip":{{"from":"x-forwarded-for","trusted_hops":1}},

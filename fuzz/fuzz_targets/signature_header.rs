@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;
 
-fn b64(bytes: &[u8]) -> String {
+fn base64_standard(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
     mac.update(body);
-    let want = b64(&mac.finalize().into_bytes());
+    let want = base64_standard(&mac.finalize().into_bytes());
     assert_eq!(hook.secret.sign(body), format!("sha256={want}"));
     assert_eq!(hook.verify(&hook.secret.sign(body), body), Ok(()));
 

@@ -2,14 +2,14 @@ use super::*;
 
 const H: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"; // sha256("password")
 
-fn ok(json: &str) -> Policy {
+fn compiled(json: &str) -> Policy {
     match compile(json.as_bytes()) {
         Ok(p) => p,
         Err(e) => panic!("{json} → {e}"),
     }
 }
 
-fn err(json: &str) -> String {
+fn compile_error(json: &str) -> String {
     match compile(json.as_bytes()) {
         Ok(_) => panic!("accepted: {json}"),
         Err(e) => e.to_string(),
@@ -37,7 +37,7 @@ fn the_documented_example_compiles() {
         }}"#,
         H.to_uppercase()
     );
-    let p = ok(&json);
+    let p = compiled(&json);
     assert_eq!(p.keys.headers, vec!["x-bcsp-key", "authorization"]);
     assert_eq!(p.keys.keys.len(), 2);
     assert_eq!(p.client_ip, ClientIpRule::ForwardedFor { trusted_hops: 1 });
@@ -66,18 +66,20 @@ fn the_documented_example_compiles() {
 
 #[test]
 fn defaults_apply_when_fields_are_absent() {
-    let p = ok(&with_key("", ""));
+    let p = compiled(&with_key("", ""));
     assert_eq!(p.keys.headers, vec!["x-bcsp-key"]);
     assert_eq!(p.client_ip, ClientIpRule::Downstream);
     assert!(p.allow.is_none());
     assert!(!p.needs_downstream());
     assert_eq!(p.key_id_header.as_deref(), Some("x-bcsp-key-id"));
     assert!(p.upstream_token.is_none());
-    assert!(ok(&with_key("", r#","allow_cidrs":[]"#)).allow.is_none());
-    assert!(ok(&with_key("", r#","key_id_header":"""#))
+    assert!(compiled(&with_key("", r#","allow_cidrs":[]"#))
+        .allow
+        .is_none());
+    assert!(compiled(&with_key("", r#","key_id_header":"""#))
         .key_id_header
         .is_none());
-    assert!(ok(&with_key("", r#","allow_cidrs":["10.0.0.0/8"]"#)).needs_downstream());
+    assert!(compiled(&with_key("", r#","allow_cidrs":["10.0.0.0/8"]"#)).needs_downstream());
 }
 
 #[test]
@@ -267,7 +269,7 @@ fn every_config_error_names_its_field() {
         ),
     ];
     for (json, want) in &cases {
-        let got = err(json);
+        let got = compile_error(json);
         assert!(
             got.starts_with(want) || got.contains(want),
             "config {json}\n  got:  {got}\n  want: {want}"
@@ -278,12 +280,12 @@ fn every_config_error_names_its_field() {
 #[test]
 fn error_messages_never_echo_a_hash() {
     let bad = format!(r#"{{"keys":[{{"id":"k","sha256":"{}"}}]}}"#, &H[..63]);
-    assert!(!err(&bad).contains(&H[..63]));
+    assert!(!compile_error(&bad).contains(&H[..63]));
 }
 
 #[test]
 fn summary_lists_ids_and_windows_but_no_secret() {
-    let p = ok(&with_key(
+    let p = compiled(&with_key(
         r#","not_after":"2027-01-15T00:00:00Z""#,
         r#","allow_cidrs":["10.0.0.0/8"]"#,
     ));
@@ -314,7 +316,7 @@ fn ranges(inner: &str) -> String {
 
 #[test]
 fn genesys_ip_ranges_select_by_service_and_region_and_join_allow_cidrs() {
-    let p = ok(&ranges(r#","regions":["us-east-1"]"#));
+    let p = compiled(&ranges(r#","regions":["us-east-1"]"#));
     let allow = p.allow.as_ref().unwrap();
     assert_eq!(allow.len(), 2);
     assert!(allow.contains("52.5.1.1".parse().unwrap()));
@@ -326,7 +328,7 @@ fn genesys_ip_ranges_select_by_service_and_region_and_join_allow_cidrs() {
         !allow.contains("3.120.0.1".parse().unwrap()),
         "other region"
     );
-    let p = ok(&ranges(
+    let p = compiled(&ranges(
         r#","regions":["us-east-1","eu-central-1"],"services":["bot-connector","web-services"]"#,
     ));
     assert_eq!(p.allow.as_ref().unwrap().len(), 4);
@@ -336,7 +338,7 @@ fn genesys_ip_ranges_select_by_service_and_region_and_join_allow_cidrs() {
             r#","allow_cidrs":["10.0.0.0/8"],"genesys_ip_ranges":{{"document":{DOC},"regions":["eu-central-1"]}}"#
         ),
     );
-    let p = ok(&both);
+    let p = compiled(&both);
     assert_eq!(p.allow.as_ref().unwrap().len(), 2);
     assert!(
         p.summary().contains("2 CIDRs (1 from genesys_ip_ranges"),
@@ -347,41 +349,44 @@ fn genesys_ip_ranges_select_by_service_and_region_and_join_allow_cidrs() {
 
 #[test]
 fn genesys_ip_range_errors_name_their_field() {
-    let e = err(&ranges(r#","regions":["ap-south-9"]"#));
+    let e = compile_error(&ranges(r#","regions":["ap-south-9"]"#));
     assert!(
         e.starts_with("genesys_ip_ranges: selects no entries"),
         "{e}"
     );
     assert!(e.contains("[eu-central-1, us-east-1]"), "{e}");
     assert_eq!(
-        err(&ranges(r#","regions":[]"#)),
+        compile_error(&ranges(r#","regions":[]"#)),
         "genesys_ip_ranges.regions: must name at least one Genesys region, such as us-east-1"
     );
-    assert!(err(&ranges("")).starts_with("genesys_ip_ranges: missing field `regions`"));
-    assert!(err(&ranges(r#","regions":["us-east-1"],"services":[]"#))
-        .starts_with("genesys_ip_ranges.services: must not be empty"));
-    assert!(err(&ranges(r#","regions":["us-east-1"],"region":"x""#))
-        .starts_with("genesys_ip_ranges.region: unknown field `region`"));
+    assert!(compile_error(&ranges("")).starts_with("genesys_ip_ranges: missing field `regions`"));
+    assert!(
+        compile_error(&ranges(r#","regions":["us-east-1"],"services":[]"#))
+            .starts_with("genesys_ip_ranges.services: must not be empty")
+    );
+    assert!(
+        compile_error(&ranges(r#","regions":["us-east-1"],"region":"x""#))
+            .starts_with("genesys_ip_ranges.region: unknown field `region`")
+    );
     let bad_doc = with_key(
         "",
         r#","genesys_ip_ranges":{"document":{"entities":[{"cidr":"34.200.73.250/33","service":"bot-connector","region":"r"}]},"regions":["r"]}"#,
     );
     assert_eq!(
-        err(&bad_doc),
+        compile_error(&bad_doc),
         "genesys_ip_ranges.document.entities[0].cidr: `34.200.73.250/33`: IPv4 prefix length must be at most 32"
     );
     let no_cidr = with_key(
         "",
         r#","genesys_ip_ranges":{"document":{"entities":[{"service":"bot-connector"}]},"regions":["r"]}"#,
     );
-    assert!(
-        err(&no_cidr).starts_with("genesys_ip_ranges.document.entities[0]: missing field `cidr`")
-    );
+    assert!(compile_error(&no_cidr)
+        .starts_with("genesys_ip_ranges.document.entities[0]: missing field `cidr`"));
 }
 
 #[test]
 fn routes_come_from_the_preset_or_an_explicit_list() {
-    let p = ok(&with_key(
+    let p = compiled(&with_key(
         "",
         r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/botconnector"}"#,
     ));
@@ -400,7 +405,7 @@ fn routes_come_from_the_preset_or_an_explicit_list() {
             "POST /botconnector/messages"
         ]
     );
-    let p = ok(&with_key(
+    let p = compiled(&with_key(
         "",
         r#","routes":{"preset":"digital-bot-connector-v2"}"#,
     ));
@@ -408,7 +413,7 @@ fn routes_come_from_the_preset_or_an_explicit_list() {
         p.routes.as_ref().unwrap().iter().next().unwrap().path,
         "/bots"
     );
-    let p = ok(&with_key(
+    let p = compiled(&with_key(
         "",
         r#","routes":[{"method":"GET","path":"/v1/bots/*/versions"},{"method":"POST","path":"/v1/messages"}]"#,
     ));
@@ -462,7 +467,7 @@ fn route_and_body_limit_errors_name_their_field() {
         ),
     ];
     for (extra, want) in cases {
-        let e = err(&with_key("", extra));
+        let e = compile_error(&with_key("", extra));
         assert!(e.starts_with(want), "{extra}\n  got:  {e}\n  want: {want}");
     }
 }
@@ -571,7 +576,7 @@ fn webhook_errors_name_their_field_and_never_the_secret() {
 
 #[test]
 fn lockout_has_defaults_and_bounds() {
-    let p = ok(&with_key("", r#","lockout":{}"#));
+    let p = compiled(&with_key("", r#","lockout":{}"#));
     assert_eq!(
         p.lockout,
         Some(LockoutRule {
@@ -584,16 +589,16 @@ fn lockout_has_defaults_and_bounds() {
         p.needs_downstream(),
         "the client address is needed to count"
     );
-    assert!(ok(&with_key("", "")).lockout.is_none());
+    assert!(compiled(&with_key("", "")).lockout.is_none());
     assert_eq!(
-        err(&with_key("", r#","lockout":{"max_failures":0}"#)),
+        compile_error(&with_key("", r#","lockout":{"max_failures":0}"#)),
         "lockout.max_failures: must be 1 to 10000, got 0"
     );
     assert_eq!(
-        err(&with_key("", r#","lockout":{"cooldown_s":86401}"#)),
+        compile_error(&with_key("", r#","lockout":{"cooldown_s":86401}"#)),
         "lockout.cooldown_s: must be 1 to 86400, got 86401"
     );
-    assert!(err(&with_key("", r#","lockout":{"window":5}"#))
+    assert!(compile_error(&with_key("", r#","lockout":{"window":5}"#))
         .starts_with("lockout.window: unknown field `window`"));
 }
 

@@ -93,77 +93,7 @@ impl LockoutBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
-    use std::collections::BTreeMap;
-    use std::rc::Rc;
-
-    /// Envoy's shared data: one map for every worker, a version per write.
-    #[derive(Default)]
-    struct Store {
-        map: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
-        next: Cell<u32>,
-    }
-
-    /// One worker's view of the store and the clock.
-    struct Worker {
-        store: Rc<Store>,
-        now_ms: Cell<u64>,
-        refuse: bool,
-        /// Writes that lose a CAS race on purpose, to exercise the retry.
-        lose_races: Cell<u32>,
-    }
-
-    impl Worker {
-        fn new(store: &Rc<Store>) -> Worker {
-            Worker {
-                store: store.clone(),
-                now_ms: Cell::new(1_800_000_000_000),
-                refuse: false,
-                lose_races: Cell::new(0),
-            }
-        }
-    }
-
-    impl SharedHost for Worker {
-        fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            if self.refuse {
-                return (None, None);
-            }
-            match self.store.map.borrow().get(key) {
-                Some((v, n)) => (Some(v.clone()), Some(*n)),
-                None => (None, None),
-            }
-        }
-        fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            if self.refuse {
-                return false;
-            }
-            if self.lose_races.get() > 0 {
-                self.lose_races.set(self.lose_races.get() - 1);
-                let n = self.store.next.get() + 1;
-                self.store.next.set(n);
-                if let Some(e) = self.store.map.borrow_mut().get_mut(key) {
-                    e.1 = n;
-                }
-            }
-            let mut map = self.store.map.borrow_mut();
-            if let (Some(c), Some((_, n))) = (cas, map.get(key)) {
-                if c != *n {
-                    return false;
-                }
-            }
-            let n = self.store.next.get() + 1;
-            self.store.next.set(n);
-            map.insert(key.to_owned(), (value.to_vec(), n));
-            true
-        }
-        fn dispatch_fetch(&self, _: &str, _: &str, _: &str, _: u64) -> Option<u32> {
-            None
-        }
-        fn now_ms(&self) -> u64 {
-            self.now_ms.get()
-        }
-    }
+    use crate::host::testing::{SharedStore, Worker, NOW_MS};
 
     const RULE: LockoutRule = LockoutRule {
         max_failures: 4,
@@ -177,8 +107,8 @@ mod tests {
 
     #[test]
     fn books_in_different_namespaces_share_nothing() {
-        let store = Rc::new(Store::default());
-        let w = Worker::new(&store);
+        let store = SharedStore::at(NOW_MS as u64);
+        let w = Worker { store: &store };
         let ours = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.a.1");
         let other = LockoutBook::in_namespace(RULE, "bcsp_guard.v2.b.2");
         let c = ip("198.51.100.9");
@@ -196,8 +126,8 @@ mod tests {
 
     #[test]
     fn failures_on_two_workers_add_up_and_one_of_them_sees_the_lockout() {
-        let store = Rc::new(Store::default());
-        let (w1, w2) = (Worker::new(&store), Worker::new(&store));
+        let store = SharedStore::at(NOW_MS as u64);
+        let (w1, w2) = (Worker { store: &store }, Worker { store: &store });
         let (b1, b2) = (LockoutBook::new(RULE), LockoutBook::new(RULE));
         let c = ip("198.51.100.9");
         assert_eq!(b1.failed(&w1, c), Failure::Counted(1));
@@ -212,26 +142,26 @@ mod tests {
         assert_eq!(b2.locked(&w2, c), Some(3));
         assert_eq!(b1.locked(&w1, ip("198.51.100.10")), None);
         // Expiry.
-        w1.now_ms.set(w1.now_ms.get() + 3_000);
+        store.advance(3_000);
         assert_eq!(b1.locked(&w1, c), None);
     }
 
     #[test]
     fn a_lost_race_is_retried_not_dropped() {
-        let store = Rc::new(Store::default());
-        let w = Worker::new(&store);
+        let store = SharedStore::at(NOW_MS as u64);
+        let w = Worker { store: &store };
         let b = LockoutBook::new(RULE);
         let c = ip("198.51.100.9");
         b.failed(&w, c);
-        w.lose_races.set(2);
+        store.lose_races.set(2);
         assert_eq!(b.failed(&w, c), Failure::Counted(2));
     }
 
     #[test]
     fn without_shared_data_each_worker_counts_alone() {
-        let store = Rc::new(Store::default());
-        let mut w = Worker::new(&store);
-        w.refuse = true;
+        let store = SharedStore::at(NOW_MS as u64);
+        let w = Worker { store: &store };
+        store.refuse.set(true);
         let b = LockoutBook::new(RULE);
         let c = ip("2001:db8::1");
         for n in 1..4 {
@@ -239,26 +169,26 @@ mod tests {
         }
         assert!(matches!(b.failed(&w, c), Failure::LockedOut { .. }));
         assert_eq!(b.locked(&w, ip("2001:db8::2")), Some(3), "same /64");
-        assert!(store.map.borrow().is_empty());
+        assert!(store.data.borrow().is_empty());
     }
 
     #[test]
     fn tracking_is_bounded_however_many_clients_fail() {
-        let store = Rc::new(Store::default());
-        let w = Worker::new(&store);
+        let store = SharedStore::at(NOW_MS as u64);
+        let w = Worker { store: &store };
         let b = LockoutBook::new(RULE);
         for i in 0..5000u32 {
             b.failed(&w, IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 | i)));
         }
         let tracked: usize = store
-            .map
+            .data
             .borrow()
             .values()
             .map(|(v, _)| Table::decode(v).unwrap().len())
             .sum();
         assert!(tracked <= MAX_TRACKED, "{tracked}");
         assert!(store
-            .map
+            .data
             .borrow()
             .values()
             .all(|(v, _)| v.len() <= 1 + 32 * CAP_PER_SHARD));

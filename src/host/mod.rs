@@ -10,6 +10,9 @@ pub mod reply;
 pub mod request;
 pub mod tokens;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 #[cfg(target_arch = "wasm32")]
 mod abi;
 #[cfg(target_arch = "wasm32")]

@@ -32,41 +32,11 @@ pub fn first_to_announce<H: SharedHost>(host: &H, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    #[derive(Default)]
-    struct Store(RefCell<BTreeMap<String, (Vec<u8>, u32)>>, RefCell<u32>);
-
-    impl SharedHost for Store {
-        fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.0.borrow().get(key) {
-                Some((v, n)) => (Some(v.clone()), Some(*n)),
-                None => (None, None),
-            }
-        }
-        fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            let mut map = self.0.borrow_mut();
-            if let (Some(c), Some((_, n))) = (cas, map.get(key)) {
-                if c != *n {
-                    return false;
-                }
-            }
-            *self.1.borrow_mut() += 1;
-            map.insert(key.to_owned(), (value.to_vec(), *self.1.borrow()));
-            true
-        }
-        fn dispatch_fetch(&self, _: &str, _: &str, _: &str, _: u64) -> Option<u32> {
-            None
-        }
-        fn now_ms(&self) -> u64 {
-            0
-        }
-    }
+    use crate::host::testing::{NoSharedData, SharedStore};
 
     #[test]
     fn one_announcement_per_distinct_text() {
-        let store = Store::default();
+        let store = SharedStore::default();
         let said: Vec<bool> = (0..4)
             .map(|_| first_to_announce(&store, "policy A"))
             .collect();
@@ -78,25 +48,9 @@ mod tests {
         assert!(!first_to_announce(&store, "policy B"));
     }
 
-    struct NoSharedData;
-    impl SharedHost for NoSharedData {
-        fn get_shared(&self, _: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            (None, None)
-        }
-        fn set_shared(&self, _: &str, _: &[u8], _: Option<u32>) -> bool {
-            false
-        }
-        fn dispatch_fetch(&self, _: &str, _: &str, _: &str, _: u64) -> Option<u32> {
-            None
-        }
-        fn now_ms(&self) -> u64 {
-            0
-        }
-    }
-
     #[test]
     fn hosts_without_shared_data_always_announce() {
-        assert!(first_to_announce(&NoSharedData, "policy"));
-        assert!(first_to_announce(&NoSharedData, "policy"));
+        assert!(first_to_announce(&NoSharedData::default(), "policy"));
+        assert!(first_to_announce(&NoSharedData::default(), "policy"));
     }
 }

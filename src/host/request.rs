@@ -774,6 +774,4 @@ impl<'a> Refusal<'a> {
 }
 
 #[cfg(test)]
-mod se_tests;
-#[cfg(test)]
 mod tests;

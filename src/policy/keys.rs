@@ -229,7 +229,7 @@ fn scheme_matches(value: &str, scheme: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn hash(secret: &str) -> SecretHash {
+    fn secret_hash(secret: &str) -> SecretHash {
         SecretHash::of(secret.as_bytes())
     }
 
@@ -238,7 +238,7 @@ mod tests {
             id: KeyId::parse(id).unwrap(),
             header,
             scheme: scheme.map(str::to_owned),
-            hash: hash(secret),
+            hash: secret_hash(secret),
             window,
             audience: None,
         }
@@ -387,9 +387,12 @@ mod tests {
 
     #[test]
     fn hex_hashes_parse_in_either_case_and_nothing_else() {
-        let lower = hash("x").to_hex();
-        assert_eq!(SecretHash::from_hex(&lower), Some(hash("x")));
-        assert_eq!(SecretHash::from_hex(&lower.to_uppercase()), Some(hash("x")));
+        let lower = secret_hash("x").to_hex();
+        assert_eq!(SecretHash::from_hex(&lower), Some(secret_hash("x")));
+        assert_eq!(
+            SecretHash::from_hex(&lower.to_uppercase()),
+            Some(secret_hash("x"))
+        );
         assert_eq!(SecretHash::from_hex(&lower[..63]), None);
         assert_eq!(SecretHash::from_hex(&format!("{lower}0")), None);
         assert_eq!(
@@ -412,7 +415,7 @@ mod tests {
     fn debug_output_never_shows_a_hash() {
         let k = key("a", 0, None, "secret", Window::default());
         let dbg = format!("{k:?}");
-        assert!(!dbg.contains(&hash("secret").to_hex()[..16]));
+        assert!(!dbg.contains(&secret_hash("secret").to_hex()[..16]));
         assert!(dbg.contains("SecretHash(..)"));
     }
 }

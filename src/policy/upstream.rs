@@ -77,7 +77,7 @@ pub fn percent_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn cfg() -> UpstreamToken {
+    fn upstream_token() -> UpstreamToken {
         UpstreamToken {
             cluster: "gcp_metadata".into(),
             audience: "https://a.run.app".into(),
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn audience_follows_the_routed_cluster() {
-        let c = cfg();
+        let c = upstream_token();
         assert_eq!(c.audience_for(Some("eu")), "https://eu.run.app");
         assert_eq!(c.audience_for(Some("other")), "https://a.run.app");
         assert_eq!(c.audience_for(None), "https://a.run.app");
@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn audience_is_percent_encoded_in_the_query() {
         assert_eq!(
-            cfg().request_path("https://a.run.app/x?y=1&z"),
+            upstream_token().request_path("https://a.run.app/x?y=1&z"),
             "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https%3A%2F%2Fa.run.app%2Fx%3Fy%3D1%26z"
         );
     }

@@ -6,7 +6,7 @@ const TOKEN: &str = r#","upstream_token":{"cluster":"meta","audience":"https://a
 
 #[test]
 fn a_key_may_name_its_own_audience() {
-    let p = ok(&with_key(r#","audience":"https://k.run.app""#, TOKEN));
+    let p = compiled(&with_key(r#","audience":"https://k.run.app""#, TOKEN));
     assert_eq!(
         p.keys.keys[0].audience.as_deref(),
         Some("https://k.run.app")
@@ -23,29 +23,29 @@ fn a_key_may_name_its_own_audience() {
 #[test]
 fn a_key_audience_needs_a_token_and_excludes_audience_by_cluster() {
     assert_eq!(
-        err(&with_key(r#","audience":"https://k.run.app""#, "")),
+        compile_error(&with_key(r#","audience":"https://k.run.app""#, "")),
         "keys[0].audience: needs upstream_token"
     );
     let by_cluster = r#","upstream_token":{"cluster":"meta","audience":"https://a.run.app",
         "audience_by_cluster":{"eu":"https://eu.run.app"}}"#;
-    let e = err(&with_key(r#","audience":"https://k.run.app""#, by_cluster));
+    let e = compile_error(&with_key(r#","audience":"https://k.run.app""#, by_cluster));
     assert!(
         e.starts_with(
             "keys[0].audience: cannot be combined with upstream_token.audience_by_cluster"
         ),
         "{e}"
     );
-    let e = err(&with_key(r#","audience":"not a url""#, TOKEN));
+    let e = compile_error(&with_key(r#","audience":"not a url""#, TOKEN));
     assert!(e.starts_with("keys[0].audience: "), "{e}");
 }
 
 #[test]
 fn the_key_id_header_may_not_be_another_spelling_of_a_controlled_header() {
     assert_eq!(
-        err(&with_key("", r#","key_id_header":"X_BCSP_KEY""#)),
+        compile_error(&with_key("", r#","key_id_header":"X_BCSP_KEY""#)),
         "key_id_header: `x_bcsp_key` is also a credential header"
     );
-    let e = err(&with_key(
+    let e = compile_error(&with_key(
         "",
         &format!(r#"{TOKEN},"key_id_header":"x-serverless_authorization""#),
     ));
@@ -54,7 +54,7 @@ fn the_key_id_header_may_not_be_another_spelling_of_a_controlled_header() {
 
 #[test]
 fn the_controlled_set_covers_overrides_only_with_routes() {
-    let p = ok(&with_key("", TOKEN));
+    let p = compiled(&with_key("", TOKEN));
     let names = p.controlled.names();
     assert_eq!(
         names,
@@ -65,7 +65,7 @@ fn the_controlled_set_covers_overrides_only_with_routes() {
             "authorization"
         ]
     );
-    let p = ok(&with_key(
+    let p = compiled(&with_key(
         "",
         r#","routes":{"preset":"digital-bot-connector-v2","base_path":"/b"}"#,
     ));

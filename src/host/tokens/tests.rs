@@ -1,68 +1,14 @@
 //! Several workers over one fake shared-data store: the single-flight and freshness rules.
 
 use super::*;
+use crate::host::testing::{SharedStore as Store, Worker};
 use crate::policy::upstream::UpstreamToken;
 use crate::token::jwt::base64url_encode;
 use crate::token::schedule::Timing;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-
-#[derive(Default)]
-struct Store {
-    data: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
-    next_version: Cell<u32>,
-    clock_ms: Cell<u64>,
-    calls: RefCell<Vec<String>>,
-    refuse_dispatch: Cell<bool>,
-}
-
-/// One worker's view: the same store, its own identity.
-struct Worker<'s> {
-    store: &'s Store,
-}
-
-impl SharedHost for Worker<'_> {
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.store.data.borrow().get(key) {
-            Some((v, ver)) => (Some(v.clone()), Some(*ver)),
-            None => (None, None),
-        }
-    }
-    // Envoy's rule: a version is checked only when the key exists.
-    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut data = self.store.data.borrow_mut();
-        if let (Some(want), Some((_, have))) = (cas, data.get(key)) {
-            if want != *have {
-                return false;
-            }
-        }
-        let v = self.store.next_version.get() + 1;
-        self.store.next_version.set(v);
-        data.insert(key.to_owned(), (value.to_vec(), v));
-        true
-    }
-    fn dispatch_fetch(
-        &self,
-        cluster: &str,
-        authority: &str,
-        path: &str,
-        _timeout_ms: u64,
-    ) -> Option<u32> {
-        if self.store.refuse_dispatch.get() {
-            return None;
-        }
-        let mut calls = self.store.calls.borrow_mut();
-        calls.push(format!("{cluster} {authority} {path}"));
-        Some(u32::try_from(calls.len()).unwrap())
-    }
-    fn now_ms(&self) -> u64 {
-        self.store.clock_ms.get()
-    }
-}
 
 const T0: u64 = 1_800_000_000_000;
 
-fn cfg() -> UpstreamToken {
+fn upstream_token() -> UpstreamToken {
     UpstreamToken {
         cluster: "meta".into(),
         audience: "https://a.run.app".into(),
@@ -80,7 +26,7 @@ fn cfg() -> UpstreamToken {
     }
 }
 
-fn jwt(exp_s: u64) -> Vec<u8> {
+fn jwt_expiring_at(exp_s: u64) -> Vec<u8> {
     let h = base64url_encode(br#"{"alg":"RS256","typ":"JWT"}"#);
     let p = base64url_encode(format!(r#"{{"aud":"https://a.run.app","exp":{exp_s}}}"#).as_bytes());
     format!("{h}.{p}.c2ln").into_bytes()
@@ -89,12 +35,14 @@ fn jwt(exp_s: u64) -> Vec<u8> {
 fn ok_reply(lifetime_s: u64, now_ms: u64) -> FetchReply {
     FetchReply {
         status: Some(200),
-        body: jwt(now_ms / 1000 + lifetime_s),
+        body: jwt_expiring_at(now_ms / 1000 + lifetime_s),
     }
 }
 
 fn workers(n: u64) -> Vec<TokenWorker> {
-    (1..=n).map(|id| TokenWorker::new(&cfg(), id)).collect()
+    (1..=n)
+        .map(|id| TokenWorker::new(&upstream_token(), id))
+        .collect()
 }
 
 /// Ticks every worker; returns (worker index, call id) of fetches started.
@@ -224,10 +172,10 @@ fn failures_back_off_before_the_next_attempt() {
 fn bad_bodies_count_as_failed_fetches() {
     for body in [
         b"not a jwt".to_vec(),
-        jwt(T0 / 1000 - 10),
-        jwt(T0 / 1000 + 1),
+        jwt_expiring_at(T0 / 1000 - 10),
+        jwt_expiring_at(T0 / 1000 + 1),
         {
-            let mut b = jwt(T0 / 1000 + 100);
+            let mut b = jwt_expiring_at(T0 / 1000 + 100);
             b.insert(5, b'\n');
             b
         },
@@ -258,7 +206,7 @@ fn a_vanished_fetcher_blocks_refresh_only_until_its_lease_expires() {
     let mut ws = workers(2);
     let (orphan, _) = cold_start(&store, &mut ws);
     // That worker disappears: replace it with a fresh one that knows nothing.
-    ws[orphan] = TokenWorker::new(&cfg(), 99);
+    ws[orphan] = TokenWorker::new(&upstream_token(), 99);
     advance(&store, 2000);
     assert!(
         tick_all(&store, &mut ws).is_empty(),
@@ -342,7 +290,7 @@ fn tokens_live_only_under_their_namespace() {
     let store = Store::default();
     store.clock_ms.set(T0);
     let ns = "bcsp_guard.v2.bcsp_guard.0123";
-    let mut w = TokenWorker::in_namespace(&cfg(), 1, ns);
+    let mut w = TokenWorker::in_namespace(&upstream_token(), 1, ns);
     let host = Worker { store: &store };
     let call = first_fetch(&store, &mut w);
     let out = w.on_fetch_response(&host, call, ok_reply(3600, store.clock_ms.get()));
@@ -361,7 +309,8 @@ fn tokens_live_only_under_their_namespace() {
     assert!(!keys.is_empty());
     assert!(keys.iter().all(|k| k.starts_with(ns)), "{keys:?}");
     // A worker of another configuration finds nothing and fetches its own.
-    let mut other = TokenWorker::in_namespace(&cfg(), 2, "bcsp_guard.v2.bcsp_guard.4567");
+    let mut other =
+        TokenWorker::in_namespace(&upstream_token(), 2, "bcsp_guard.v2.bcsp_guard.4567");
     assert!(other.header_value(&host, "https://a.run.app").is_none());
 }
 
@@ -369,14 +318,14 @@ fn tokens_live_only_under_their_namespace() {
 fn a_short_lived_token_reports_the_fetch_that_really_comes_next() {
     let store = Store::default();
     store.clock_ms.set(T0);
-    let mut w = TokenWorker::new(&cfg(), 1);
+    let mut w = TokenWorker::new(&upstream_token(), 1);
     let host = Worker { store: &store };
     let call = first_fetch(&store, &mut w);
     // Lives at most 2 s with a 1 s skew: sent for under a second, less than half its life.
     let exp_s = store.clock_ms.get() / 1000 + 2;
     let reply = FetchReply {
         status: Some(200),
-        body: jwt(exp_s),
+        body: jwt_expiring_at(exp_s),
     };
     let out = w.on_fetch_response(&host, call, reply);
     let FetchOutcome::Stored {

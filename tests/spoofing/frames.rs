@@ -1,9 +1,10 @@
 //! A minimal HTTP/2 client for the spoofing matrix: exactly the header bytes a row gives, as
 //! HPACK literals (no indexing, no Huffman), with none of the validation a real client applies.
 
-use super::{Body, Observed, Req};
 use crate::harness::hpack_literal as literal;
 use crate::harness::{h2_frame as frame, h2_status as status, h2_unpad as unpad};
+use crate::model::{Body, Req};
+use crate::transport::Observed;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
