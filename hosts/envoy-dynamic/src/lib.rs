@@ -282,9 +282,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             return abi::REQUEST_BODY_STOP_NO_BUFFER;
         };
         // The core counts chunks of a streamed body, but judges a webhook body whole.
+        // A body held here (a webhook, or a request waiting for its token) is judged by all
+        // that has arrived; a streaming one by each chunk, which the core adds up.
         let size = match filter.body {
-            BodyState::Webhook(_) => host::buffered_body_size(filter_envoy_ptr)
-                .saturating_add(host::received_body_size(filter_envoy_ptr)),
+            BodyState::Webhook(_) | BodyState::Counting { held: true, .. } => {
+                host::buffered_body_size(filter_envoy_ptr)
+                    .saturating_add(host::received_body_size(filter_envoy_ptr))
+            }
             _ => host::received_body_size(filter_envoy_ptr),
         };
         let outcome = with_ports(cfg, |ports| {
