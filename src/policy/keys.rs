@@ -1,6 +1,7 @@
 //! Hashed credentials, their validity windows, and the constant-time match of a request's
 //! credential headers against them. Secrets are hashed once on arrival and never kept.
 
+use super::names::{NameIndex, Spelling};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -119,8 +120,10 @@ pub struct Key {
 /// All keys, and the distinct lower-case header names they are read from.
 #[derive(Clone, Debug)]
 pub struct KeySet {
-    pub headers: Vec<String>,
+    headers: Vec<String>,
     pub keys: Vec<Key>,
+    /// `headers`, searchable per request header without a pass over every name.
+    index: NameIndex,
 }
 
 /// What the credential headers of one request amount to.
@@ -137,17 +140,28 @@ pub enum KeyMatch<'k> {
 }
 
 impl KeySet {
+    /// `headers` are the distinct credential header names; `keys[].header` indexes them.
+    pub fn new(headers: Vec<String>, keys: Vec<Key>) -> KeySet {
+        let index = NameIndex::new(Spelling::CaseOnly, headers.iter().map(String::as_str));
+        KeySet {
+            headers,
+            keys,
+            index,
+        }
+    }
+
+    /// The credential header names, in configuration order.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
     /// `headers` are the request's headers; names are compared case-insensitively.
     pub fn check<'k>(&'k self, headers: &[(&str, &str)], now_ms: i64) -> KeyMatch<'k> {
         // Per configured header: its single value, or a marker that it repeated.
         let mut values: Vec<Option<&str>> = vec![None; self.headers.len()];
         let mut seen_any = false;
         for (name, value) in headers {
-            let Some(i) = self
-                .headers
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
-            else {
+            let Some(i) = self.index.find(name) else {
                 continue;
             };
             if values.get(i).copied().flatten().is_some() {
@@ -245,9 +259,9 @@ mod tests {
     }
 
     fn set() -> KeySet {
-        KeySet {
-            headers: vec!["x-bcsp-key".into(), "authorization".into()],
-            keys: vec![
+        KeySet::new(
+            vec!["x-bcsp-key".into(), "authorization".into()],
+            vec![
                 key(
                     "old",
                     0,
@@ -270,7 +284,7 @@ mod tests {
                 ),
                 key("bearer", 1, Some("Bearer"), "s-bearer", Window::default()),
             ],
-        }
+        )
     }
 
     fn id<'a>(m: &KeyMatch<'a>) -> Option<&'a str> {
@@ -365,10 +379,37 @@ mod tests {
     }
 
     #[test]
+    fn sixty_four_keys_each_with_its_own_header() {
+        let headers: Vec<String> = (1..=64).map(|i| format!("x-bcsp-key-{i:02}")).collect();
+        let keys = (1..=64)
+            .map(|i| {
+                key(
+                    &format!("k{i}"),
+                    i - 1,
+                    None,
+                    &format!("s{i}"),
+                    Window::default(),
+                )
+            })
+            .collect();
+        let s = KeySet::new(headers, keys);
+        let req = [("host", "h"), ("X-Bcsp-Key-64", "s64"), ("accept", "*/*")];
+        assert_eq!(id(&s.check(&req, 0)), Some("k64"));
+        // Another key's secret under this header is no key at all.
+        assert_eq!(s.check(&[("x-bcsp-key-64", "s63")], 0), KeyMatch::Invalid);
+        assert_eq!(
+            s.check(&[("x-bcsp-key-64", "s64"), ("X-BCSP-KEY-64", "s64")], 0),
+            KeyMatch::Duplicate
+        );
+        assert_eq!(s.check(&[("x-bcsp-key-65", "s64")], 0), KeyMatch::Missing);
+        assert_eq!(s.check(&[("x_bcsp_key_64", "s64")], 0), KeyMatch::Missing);
+    }
+
+    #[test]
     fn a_valid_key_wins_over_one_outside_its_window_with_the_same_secret() {
-        let s = KeySet {
-            headers: vec!["x-bcsp-key".into()],
-            keys: vec![
+        let s = KeySet::new(
+            vec!["x-bcsp-key".into()],
+            vec![
                 key(
                     "a",
                     0,
@@ -381,7 +422,7 @@ mod tests {
                 ),
                 key("b", 0, None, "same", Window::default()),
             ],
-        };
+        );
         assert_eq!(id(&s.check(&[("x-bcsp-key", "same")], 50)), Some("b"));
     }
 
