@@ -124,6 +124,8 @@ pub struct KeySet {
     pub keys: Vec<Key>,
     /// `headers`, searchable per request header without a pass over every name.
     index: NameIndex,
+    /// Per header, the indices of the keys read from it, in configuration order.
+    by_header: Vec<Vec<usize>>,
 }
 
 /// What the credential headers of one request amount to.
@@ -143,10 +145,17 @@ impl KeySet {
     /// `headers` are the distinct credential header names; `keys[].header` indexes them.
     pub fn new(headers: Vec<String>, keys: Vec<Key>) -> KeySet {
         let index = NameIndex::new(Spelling::CaseOnly, headers.iter().map(String::as_str));
+        let mut by_header: Vec<Vec<usize>> = vec![Vec::new(); headers.len()];
+        for (ki, k) in keys.iter().enumerate() {
+            if let Some(list) = by_header.get_mut(k.header) {
+                list.push(ki);
+            }
+        }
         KeySet {
             headers,
             keys,
             index,
+            by_header,
         }
     }
 
@@ -157,74 +166,64 @@ impl KeySet {
 
     /// `headers` are the request's headers; names are compared case-insensitively.
     pub fn check<'k>(&'k self, headers: &[(&str, &str)], now_ms: i64) -> KeyMatch<'k> {
-        // Per configured header: its single value, or a marker that it repeated.
-        let mut values: Vec<Option<&str>> = vec![None; self.headers.len()];
-        let mut seen_any = false;
+        // The configured headers this request carries (usually one), each with its value.
+        let mut present: Vec<(usize, &str)> = Vec::with_capacity(2);
         for (name, value) in headers {
             let Some(i) = self.index.find(name) else {
                 continue;
             };
-            if values.get(i).copied().flatten().is_some() {
+            if present.iter().any(|(j, _)| *j == i) {
                 return KeyMatch::Duplicate;
             }
-            if let Some(slot) = values.get_mut(i) {
-                *slot = Some(*value);
-            }
-            seen_any = true;
+            present.push((i, *value));
         }
-        if !seen_any {
+        if present.is_empty() {
             return KeyMatch::Missing;
         }
         // Each header is hashed at most twice (whole value; after the scheme), whatever the
-        // number of keys, and every key is compared so timing does not reveal which matched.
-        let mut whole: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
-        let mut after_scheme: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
-        let mut valid = None;
-        let mut outside = None;
-        for key in &self.keys {
-            let Some(value) = values.get(key.header).copied().flatten() else {
-                continue;
-            };
-            let presented = match &key.scheme {
-                None => cached(&mut whole, key.header, || {
-                    Some(SecretHash::of(value.as_bytes()))
-                }),
-                Some(scheme) => {
-                    if !scheme_matches(value, scheme) {
-                        continue;
+        // number of keys, and every key read from a presented header is compared, so timing
+        // does not reveal which one matched. Keys of absent headers cannot match and cost
+        // nothing; of several matches, the one configured first wins.
+        let mut valid: Option<usize> = None;
+        let mut outside: Option<usize> = None;
+        for (i, value) in present {
+            let mut whole: Option<SecretHash> = None;
+            let mut after_scheme: Option<Option<SecretHash>> = None;
+            for &ki in self.by_header.get(i).map_or(&[][..], Vec::as_slice) {
+                let Some(key) = self.keys.get(ki) else {
+                    continue;
+                };
+                let presented = match &key.scheme {
+                    None => whole
+                        .get_or_insert_with(|| SecretHash::of(value.as_bytes()))
+                        .clone(),
+                    Some(scheme) => {
+                        if !scheme_matches(value, scheme) {
+                            continue;
+                        }
+                        let h = after_scheme.get_or_insert_with(|| {
+                            split_scheme(value).map(|(_, s)| SecretHash::of(s.as_bytes()))
+                        });
+                        let Some(h) = h.clone() else { continue };
+                        h
                     }
-                    cached(&mut after_scheme, key.header, || {
-                        split_scheme(value).map(|(_, s)| SecretHash::of(s.as_bytes()))
-                    })
-                }
-            };
-            let Some(presented) = presented else { continue };
-            if key.hash.ct_eq(&presented) {
-                if key.window.contains(now_ms) {
-                    valid = valid.or(Some(key));
-                } else {
-                    outside = outside.or(Some(key));
+                };
+                if key.hash.ct_eq(&presented) {
+                    let slot = if key.window.contains(now_ms) {
+                        &mut valid
+                    } else {
+                        &mut outside
+                    };
+                    *slot = Some(slot.map_or(ki, |v| v.min(ki)));
                 }
             }
         }
-        match (valid, outside) {
+        let pick = |i: Option<usize>| i.and_then(|i| self.keys.get(i));
+        match (pick(valid), pick(outside)) {
             (Some(k), _) => KeyMatch::Valid(k),
             (None, Some(k)) => KeyMatch::OutsideWindow(k),
             (None, None) => KeyMatch::Invalid,
         }
-    }
-}
-
-/// Memoizes one value per configured header.
-fn cached<T: Clone>(slots: &mut [Option<T>], i: usize, make: impl FnOnce() -> T) -> T {
-    match slots.get_mut(i) {
-        Some(Some(v)) => v.clone(),
-        Some(slot) => {
-            let v = make();
-            *slot = Some(v.clone());
-            v
-        }
-        None => make(),
     }
 }
 

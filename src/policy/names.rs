@@ -60,37 +60,60 @@ impl Spelling {
 }
 
 /// Configured header names, looked up once per request header. Every request header is
-/// checked against them, so the lookup is a binary search over names sorted by (length,
-/// normalized bytes): about log2(n) comparisons instead of n, with no allocation per lookup.
+/// checked against them, so a lookup rules most names out by length alone, then hashes the
+/// normalized candidate once and binary-searches (length, hash) pairs: integer comparisons
+/// instead of a byte-wise pass over every name (numbered names such as `x-key-01` … `x-key-64`
+/// share long prefixes), with no allocation per lookup. Bytes are compared only on a hit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameIndex {
     spelling: Spelling,
-    /// (normalized name, caller's index), sorted; names are distinct once normalized.
-    sorted: Vec<(Vec<u8>, usize)>,
+    /// Sorted by (length, hash, normalized name); names are distinct once normalized.
+    sorted: Vec<Entry>,
+    /// Bit `len` set when some name has that length (bit 127: 127 or longer). Most request
+    /// headers are ruled out by their length alone, in one step whatever the count.
+    lengths: u128,
 }
 
 impl NameIndex {
     /// `names[i]` is found as `i`; of names that normalize alike, the first one wins.
     pub fn new<'a>(spelling: Spelling, names: impl IntoIterator<Item = &'a str>) -> NameIndex {
-        let mut sorted: Vec<(Vec<u8>, usize)> = Vec::new();
+        let mut sorted: Vec<Entry> = Vec::new();
         for (i, n) in names.into_iter().enumerate() {
-            let norm: Vec<u8> = n.bytes().map(|b| spelling.byte(b)).collect();
-            if !sorted.iter().any(|(s, _)| *s == norm) {
-                sorted.push((norm, i));
+            let name: Vec<u8> = n.bytes().map(|b| spelling.byte(b)).collect();
+            if !sorted.iter().any(|e| e.name == name) {
+                sorted.push(Entry {
+                    hash: fnv1a(name.iter().copied()),
+                    name,
+                    index: i,
+                });
             }
         }
-        sorted.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-        NameIndex { spelling, sorted }
+        sorted.sort_by(|a, b| a.key().cmp(&b.key()).then_with(|| a.name.cmp(&b.name)));
+        let lengths = sorted
+            .iter()
+            .fold(0u128, |acc, e| acc | length_bit(e.name.len()));
+        NameIndex {
+            spelling,
+            sorted,
+            lengths,
+        }
     }
 
     /// The index of the configured name `candidate` spells, if any.
     #[inline]
     pub fn find(&self, candidate: &str) -> Option<usize> {
+        if self.lengths & length_bit(candidate.len()) == 0 {
+            return None;
+        }
         let sp = self.spelling;
+        let key = (
+            candidate.len(),
+            fnv1a(candidate.bytes().map(|b| sp.byte(b))),
+        );
         self.sorted
-            .binary_search_by(|(stored, _)| {
-                stored.len().cmp(&candidate.len()).then_with(|| {
-                    stored
+            .binary_search_by(|e| {
+                e.key().cmp(&key).then_with(|| {
+                    e.name
                         .iter()
                         .copied()
                         .cmp(candidate.bytes().map(|b| sp.byte(b)))
@@ -98,7 +121,7 @@ impl NameIndex {
             })
             .ok()
             .and_then(|at| self.sorted.get(at))
-            .map(|(_, i)| *i)
+            .map(|e| e.index)
     }
 
     pub fn len(&self) -> usize {
@@ -108,6 +131,33 @@ impl NameIndex {
     pub fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entry {
+    name: Vec<u8>,
+    hash: u64,
+    index: usize,
+}
+
+impl Entry {
+    fn key(&self) -> (usize, u64) {
+        (self.name.len(), self.hash)
+    }
+}
+
+/// FNV-1a: a few cycles per byte; names are short and chosen by the operator, and a
+/// collision only costs a byte comparison, never a wrong answer.
+#[inline]
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[inline]
+fn length_bit(len: usize) -> u128 {
+    1u128 << len.min(127)
 }
 
 /// The distinct folded names a policy strips, built once at configuration time.
@@ -233,6 +283,10 @@ mod tests {
             assert_eq!(idx.find(&n.to_uppercase()), Some(i));
         }
         assert_eq!(idx.find("x-bcsp-key-65"), None);
+        let long = "x".repeat(200);
+        let with_long = NameIndex::new(Spelling::CaseOnly, [long.as_str(), "a"]);
+        assert_eq!(with_long.find(&long), Some(0));
+        assert_eq!(with_long.find(&"x".repeat(199)), None);
         assert_eq!(idx.find("x-bcsp-key-1"), None);
     }
 
