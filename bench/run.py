@@ -18,6 +18,9 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_QUIET_BUDGET (120): seconds the whole run may spend waiting for a quiet machine
   BENCH_SKIP=tokens,memory,criterion  skip parts (smoke runs)
   BENCH_PROBE=1  also measure single proxy-wasm host calls on V8 (bench/probe-filter, ~1 min)
+  BENCH_SCALING=1  add the scaling table: bcsp-guard and native RBAC with 20 / 2,000 / 10,000
+                 CIDRs and 1 / 16 / 64 keys (each its own header), interleaved with the setups
+                 above, saturation only (~1 min per round)
   BENCH_RESULTS (bench/RESULTS.md)
 """
 
@@ -84,6 +87,7 @@ RETRIES = int(os.environ.get("BENCH_RETRIES", "3"))
 RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
 FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
+SCALING = os.environ.get("BENCH_SCALING", "") not in ("", "0")
 PROBE_N = 100
 PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
              "time", "metric", "property", "sha256", "alloc14", "first_change",
@@ -236,7 +240,7 @@ class Envoy:
     """One Envoy process for one setup."""
 
     def __init__(self, setup, concurrency, ports, tag, policy=None, wasm=None, probe="none:0",
-                 extra_routes=0):
+                 extra_routes=0, extra_values=None):
         self.setup = setup
         self.admin = free_port()
         self.port = free_port()
@@ -253,6 +257,7 @@ class Envoy:
                 f"                route: {{ cluster: bcsp }}\n" for i in range(extra_routes)),
             "BCSP_GUARD_WASM": wasm or BCSP_WASM,
             "BCSP_GUARD_POLICY": json.dumps(json.dumps(policy)) if policy else '""',
+            **(extra_values or {}),
         }
         cfg = os.path.join(OUT, f"envoy-{tag}.yaml")
         with open(cfg, "w") as f:
@@ -338,7 +343,7 @@ def children_cpu_seconds():
     return ru.ru_utime + ru.ru_stime
 
 
-def measured_wrk(envoy, conns, seconds):
+def measured_wrk(envoy, conns, seconds, headers=CLIENT_HEADERS):
     """wrk plus Envoy's CPU time and CPU 1's load over the same interval."""
     load_pids = [p.pid for p in STARTED if not p.name.startswith("envoy")]
     other_envoys = [p.pid for p in STARTED if p.name.startswith("envoy") and p is not envoy.proc]
@@ -348,7 +353,7 @@ def measured_wrk(envoy, conns, seconds):
     b0, t0 = cpu_busy(LOAD_CPU)
     e0, et0 = cpu_busy(ENVOY_CPU)
     w0 = time.time()
-    r = wrk(envoy.port, conns, seconds)
+    r = wrk(envoy.port, conns, seconds, headers=headers)
     wall = time.time() - w0
     c1 = envoy.cpu_seconds()
     b1, t1 = cpu_busy(LOAD_CPU)
@@ -365,6 +370,152 @@ def measured_wrk(envoy, conns, seconds):
     r["foreign_cpu1_pct"] = max(0.0, r["load_cpu_busy_pct"] - 100.0 * (l1 - l0) / wall)
     del r["raw"]
     return r
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaling table (BENCH_SCALING=1): the same filter with a larger policy, against itself with the
+# smallest one. Each family has its own 20-CIDR / 1-key setup so only the size differs.
+
+SCALE_POINTS = [(20, 1), (2_000, 1), (10_000, 1), (20, 16), (20, 64)]
+SCALE_FAMILIES = {
+    "G": "bcsp-guard",
+    "R": "native RBAC, principals (remote_ip list, header exact match)",
+    "M": "native RBAC, matcher tree (ip_range_matcher trie, then header inputs)",
+}
+RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+
+
+def scale_id(fam, n, k):
+    return f"{fam}-{n}x{k}"
+
+
+def scale_header(i):
+    return f"x-bcsp-key-{i:02d}"
+
+
+def scale_secret(i):
+    """Bench-only secrets, 44 characters like a generated one."""
+    import base64
+    return base64.b64encode(hashlib.sha256(f"bench-scale-{i}".encode()).digest()).decode()
+
+
+def scale_cidrs(n, last):
+    """n CIDRs that stay n after merging: the 19 real-looking ones of the policy file, then
+    non-adjacent /28s (every other one) and, every 8th, an IPv6 /48; `last` is the client's."""
+    real = json.load(open(POLICY_FILE))["allow_cidrs"][:19]
+    out = real[: n - 1]
+    i = 0
+    while len(out) < n - 1:
+        if i % 8 == 7:
+            out.append(f"2001:db8:{i * 2:x}::/48")
+        else:
+            out.append(f"{ipaddress.IPv4Address(int(ipaddress.IPv4Address('100.64.0.0')) + i * 32)}/28")
+        i += 1
+    return out + [last]
+
+
+def scale_policy(n, k, client_cidr):
+    p = json.load(open(POLICY_FILE))
+    p["keys"] = [{"id": f"scale-{i:02d}", "header": scale_header(i),
+                  "sha256": hashlib.sha256(scale_secret(i).encode()).hexdigest()}
+                 for i in range(1, k + 1)]
+    p["allow_cidrs"] = scale_cidrs(n, client_cidr)
+    return p
+
+
+def rbac_action(a):
+    return {"action": {"name": a.lower(), "typed_config": {
+        "@type": "type.googleapis.com/envoy.config.rbac.v3.Action", "name": a.lower(), "action": a}}}
+
+
+def rbac_config(fam, n, k):
+    """RBAC matches the TCP peer (use_remote_address: true), so 127.0.0.0/8 comes last."""
+    cidrs = []
+    for c in scale_cidrs(n, "127.0.0.0/8"):
+        net = ipaddress.ip_network(c)
+        cidrs.append({"address_prefix": str(net.network_address), "prefix_len": net.prefixlen})
+    if fam == "R":
+        keys = [{"header": {"name": scale_header(i), "string_match": {"exact": scale_secret(i)}}}
+                for i in range(1, k + 1)]
+        ips = [{"remote_ip": c} for c in cidrs]
+        return {"@type": RBAC_TYPE, "rules": {"action": "ALLOW", "policies": {"genesys": {
+            "permissions": [{"any": True}],
+            "principals": [{"and_ids": {"ids": [{"or_ids": {"ids": keys}},
+                                                {"or_ids": {"ids": ips}}]}}]}}}}
+    keys = {"matcher_list": {"matchers": [
+        {"predicate": {"single_predicate": {
+            "input": {"name": "key", "typed_config": {
+                "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                "header_name": scale_header(i)}},
+            "value_match": {"exact": scale_secret(i)}}},
+         "on_match": rbac_action("ALLOW")} for i in range(1, k + 1)]},
+        "on_no_match": rbac_action("DENY")}
+    return {"@type": RBAC_TYPE, "matcher": {
+        "matcher_tree": {
+            "input": {"name": "ip", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.SourceIPInput"}},
+            "custom_match": {"name": "envoy.matching.custom_matchers.ip_range_matcher", "typed_config": {
+                "@type": "type.googleapis.com/xds.type.matcher.v3.IPMatcher",
+                "range_matchers": [{"ranges": cidrs, "on_match": {"matcher": keys}}]}}},
+        "on_no_match": rbac_action("DENY")}}
+
+
+def scale_headers(k):
+    """The client's request, presenting the last key in its own header."""
+    return [(scale_header(k), scale_secret(k)) if n == "x-bcsp-key" else (n, v)
+            for n, v in CLIENT_HEADERS]
+
+
+def scaling_setups(client_cidr):
+    out = []
+    # Sizes outer, families inner: a family's setups spread over the round like the others'.
+    for n, k in SCALE_POINTS:
+        for fam in SCALE_FAMILIES:
+            sid = scale_id(fam, n, k)
+            sc = {"id": sid, "family": fam, "cidrs": n, "keys": k, "headers": scale_headers(k)}
+            if fam == "G":
+                SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
+                               "config": "envoy-4-bcsp-guard.yaml"}
+                sc["policy"] = scale_policy(n, k, client_cidr)
+            else:
+                SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
+                               "config": "envoy-2-native-scaling.yaml"}
+                sc["values"] = {
+                    "RBAC_CONFIG": json.dumps(rbac_config(fam, n, k)),
+                    "REMOVE_HEADERS": json.dumps([scale_header(i) for i in range(1, k + 1)])}
+            out.append(sc)
+    return out
+
+
+def start_scaling(sc, ports):
+    return Envoy(sc["id"], 1, ports, "s" + sc["id"], policy=sc.get("policy"),
+                 extra_values=sc.get("values"))
+
+
+def check_scaling(sc, port):
+    hdrs = dict(sc["headers"])
+    name = scale_header(sc["keys"])
+    status, _, body = get(port, "/_echo", hdrs)
+    lines = echo_lines(body)
+    problems = []
+    if status != 200:
+        problems.append(f"valid request answered {status}: {body[:200]}")
+    if any(line.startswith(name + ":") for line in lines):
+        problems.append("credential header reached the upstream")
+    if not any(line.startswith("authorization: bearer ey") for line in lines):
+        problems.append("no identity token upstream")
+    deny = 401 if sc["family"] == "G" else 403
+    cases = [("no key", {h: v for h, v in hdrs.items() if h != name}),
+             ("wrong key", {**hdrs, name: "wrong"})]
+    if sc["keys"] > 1:
+        cases.append(("another key's secret in this header", {**hdrs, name: scale_secret(1)}))
+    for what, h in cases:
+        s, _, _ = get(port, "/_echo", h)
+        if s != deny:
+            problems.append(f"{what}: expected {deny}, got {s}")
+    if problems:
+        raise SystemExit(f"bench: scaling setup {sc['id']} misbehaves: " + "; ".join(problems))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,11 +637,13 @@ def disturbed(low, high):
     return not (clean_low(low) and clean_high(high))
 
 
-def throughput(setups, ports, policy, extra_wasm):
+def throughput(setups, ports, policy, extra_wasm, scaling=()):
     """All setups' Envoys run side by side (idle ones cost nothing measurable); the load moves
     from one to the next: A B C D A B C D ... Short slices and many rounds, so a burst of
-    someone else's work spoils a slice, not a setup; a spoiled slice is measured again."""
+    someone else's work spoils a slice, not a setup; a spoiled slice is measured again.
+    Scaling setups follow the main ones in each round, at saturation only."""
     runs = {s: [] for s in setups}
+    scale_runs = {sc["id"]: [] for sc in scaling}
     order = []
     budget = RETRY_BUDGET
     envoys = {}
@@ -499,8 +652,13 @@ def throughput(setups, ports, policy, extra_wasm):
             envoys[s] = Envoy(s, 1, ports, s, policy=policy if s in ("4", "5") else None,
                               wasm=extra_wasm if s == "5" else None)
             check_setup(s, envoys[s].port)
+        for sc in scaling:
+            envoys[sc["id"]] = start_scaling(sc, ports)
+            check_scaling(sc, envoys[sc["id"]].port)
         for s in setups:
             wrk(envoys[s].port, 8, WARMUP)
+        for sc in scaling:
+            wrk(envoys[sc["id"]].port, 8, WARMUP, headers=sc["headers"])
         for rnd in range(1, ROUNDS + 1):
             for s in setups:
                 e = envoys[s]
@@ -528,10 +686,42 @@ def throughput(setups, ports, policy, extra_wasm):
                     f"foreign cpu{ENVOY_CPU} {low['foreign_cpu0_pct']:.0f}%/"
                     f"{high['foreign_cpu0_pct']:.0f}%, cpu{LOAD_CPU} "
                     f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%)")
+            for sc in scaling:
+                e = envoys[sc["id"]]
+                for attempt in range(1, RETRIES + 2):
+                    wait_quiet(max_wait=5.0)
+                    high = measured_wrk(e, HIGH_C, SECONDS, headers=sc["headers"])
+                    if clean_high(high) or attempt > RETRIES or budget <= 0:
+                        break
+                    budget -= 1
+                if high["non2xx"] or high["socket_errors"]:
+                    raise SystemExit(f"bench: scaling {sc['id']} round {rnd}: {high['non2xx']} "
+                                     f"non-2xx, {high['socket_errors']} socket errors")
+                scale_runs[sc["id"]].append({"round": rnd, "high": high, "attempts": attempt})
+                order.append(f"{sc['id']}-r{rnd}")
+                log(f"round {rnd} scaling {sc['id']}: c={HIGH_C} {high['rps']:.0f} rps (envoy "
+                    f"{high['envoy_cpu_pct']:.0f}% cpu, {high['envoy_cpu_us_per_req']:.1f} us/req, "
+                    f"foreign cpu{ENVOY_CPU} {high['foreign_cpu0_pct']:.0f}%)")
     finally:
         for e in envoys.values():
             e.stop()
-    return runs, order
+    return runs, order, scale_runs
+
+
+def summarize_scaling(scale_runs):
+    out = {}
+    for sid, rs in scale_runs.items():
+        clean = [r for r in rs if clean_high(r["high"])]
+        out[sid] = {"clean_high": len(clean), "rounds": len(rs)}
+        for k in ("rps", "envoy_cpu_us_per_req", "envoy_cpu_pct"):
+            out[sid][k] = med([r["high"][k] for r in (clean or rs)])
+    # Against the family's 20 / 1 setup of the same round: the machine drifts between rounds.
+    for sid, rs in scale_runs.items():
+        fam = sid.split("-", 1)[0]
+        base = scale_runs.get(scale_id(fam, 20, 1), [])
+        out[sid]["paired_ratio"] = med([ratio(a["high"]["rps"], b["high"]["rps"])
+                                        for a, b in zip(rs, base)])
+    return out
 
 
 def memory(setups, ports, policy, extra_wasm):
@@ -660,11 +850,14 @@ def criterion():
     with open(log_path, "w") as f:
         subprocess.run(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
     # Only the benchmarks this run measured: target/criterion keeps retired ones too.
-    ran = set(re.findall(r"^((?:decide|parts)/\S+)", open(log_path).read(), re.M))
+    groups = ("decide", "parts", "cidr_lookup", "key_check", "routes")
+    ran = set(re.findall(r"^((?:%s)/\S+)" % "|".join(groups), open(log_path).read(), re.M))
     out = {}
     base = os.path.join(ROOT, "target", "criterion")
-    for group in ("decide", "parts"):
+    for group in groups:
         gdir = os.path.join(base, group)
+        if not os.path.isdir(gdir):
+            continue
         for name in sorted(os.listdir(gdir)):
             est = os.path.join(gdir, name, "new", "estimates.json")
             if os.path.exists(est) and f"{group}/{name}" in ran:
@@ -736,6 +929,70 @@ def human_notes(path):
         if begin in text and end in text:
             return text[text.index(begin):text.index(end) + len(end)]
     return f"{begin}\n_(No notes yet.)_\n{end}"
+
+
+def scaling_table(data):
+    """Rows (family, cidrs, keys, rps, ratio to the family's 20/1, µs/req, Δ µs/req, clean)."""
+    S = data["scaling"]["summary"]
+    rows = []
+    for sc in data["scaling"]["setups"]:
+        v = S[sc["id"]]
+        base = S[scale_id(sc["family"], 20, 1)]
+        d = None
+        if v["envoy_cpu_us_per_req"] is not None and base["envoy_cpu_us_per_req"] is not None:
+            d = v["envoy_cpu_us_per_req"] - base["envoy_cpu_us_per_req"]
+        rows.append((sc["family"], sc["cidrs"], sc["keys"], v["rps"], ratio(v["rps"], base["rps"]),
+                     v.get("paired_ratio"), v["envoy_cpu_us_per_req"], d,
+                     f"{v['clean_high']} of {v['rounds']}"))
+    return rows
+
+
+def report_scaling(data, w):
+    S = data["scaling"]["summary"]
+    H = HIGH_C
+    w("## Scaling with the policy's size (`BENCH_SCALING=1`)\n")
+    w(f"Same interleaved run as above: after the main setups, every round measures each scaling "
+      f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), medians over clean rounds. "
+      "Each family is compared with its own 20-CIDR / 1-key setup, so only the policy's size "
+      "differs. CIDRs: the policy file's real-looking ones, then disjoint, non-adjacent /28s and "
+      "IPv6 /48s (nothing merges), the client's prefix last; keys: each in its own header "
+      "(`x-bcsp-key-NN`), the request presents the last one. Native RBAC matches the TCP peer "
+      "(`127.0.0.0/8` last) and strips every key header on the route.\n")
+    for fam, name in SCALE_FAMILIES.items():
+        w(f"- **{fam}**: {name}")
+    w("")
+    w("`vs 20 / 1`: ratio of the medians; `paired`: median over rounds of the ratio to the "
+      "family's 20 / 1 setup measured in the same round.\n")
+    w(f"| family | CIDRs | keys | c={H} rps | vs 20 / 1 | paired | Envoy CPU µs/req | "
+      "Δ µs/req vs 20 / 1 | clean |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for fam, n, k, rps, r, pr, us, d, clean in sorted(scaling_table(data), key=lambda t: t[0] != "G"):
+        w(f"| {fam} | {n:,} | {k} | {fmt(rps)} | {fmt(r, 3)} | {fmt(pr, 3)} | {fmt(us, 1)} | "
+          f"{'—' if d is None else f'{d:+.1f}'} | {clean} |")
+    w("")
+    w("| same size | bcsp-guard / RBAC principals | bcsp-guard / RBAC matcher | "
+      "RBAC matcher / RBAC principals |")
+    w("|---|---:|---:|---:|")
+    for n, k in SCALE_POINTS:
+        g, r, m = (S[scale_id(f, n, k)]["rps"] for f in ("G", "R", "M"))
+        w(f"| {n:,} CIDRs, {k} keys | {fmt(ratio(g, r), 3)} | {fmt(ratio(g, m), 3)} | "
+          f"{fmt(ratio(m, r), 3)} |")
+    w("")
+    g = lambda n, k: S[scale_id("G", n, k)]  # noqa: E731
+    yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+    w("| target | measured (ratio of medians · paired) | met |")
+    w("|---|---|---|")
+    for what, (n, k) in (("10,000 CIDRs >= 0.97x of 20 CIDRs", (10_000, 1)),
+                         ("64 keys >= 0.97x of 1 key", (20, 64))):
+        r = ratio(g(n, k)["rps"], g(20, 1)["rps"])
+        pr = g(n, k).get("paired_ratio")
+        ok = r is not None and r >= 0.97 and pr is not None and pr >= 0.97
+        w(f"| bcsp-guard, {what} | {fmt(r, 3)} · {fmt(pr, 3)} | {yes(ok)} |")
+    crit = data.get("criterion", {}).get("cidr_lookup/10000_prefixes_hit_last")
+    if crit:
+        w(f"| pure lookup at 10,000 CIDRs < 100 ns | {crit['median_ns']:.0f} ns (native, "
+          f"criterion) | {yes(crit['median_ns'] < 100)} |")
+    w("")
 
 
 def report(data):
@@ -877,6 +1134,8 @@ def report(data):
               f"{fmt(lo['foreign_cpu1_pct'])} / {fmt(hi['foreign_cpu1_pct'])} | {r['attempts']} | "
               f"{'yes' if clean_low(lo) else 'no'} / {'yes' if clean_high(hi) else 'no'} |")
     w("")
+    if data.get("scaling"):
+        report_scaling(data, w)
     w("## Release .wasm size\n")
     w("| module | release build | after `wasm-opt -Oz` |")
     w("|---|---:|---:|")
@@ -965,6 +1224,8 @@ def rerender():
     if "5" in data["setups"]:
         SETUPS["5"] = {"name": "bcsp-guard, extra module", "config": "envoy-4-bcsp-guard.yaml"}
     data["summary"] = summarize(data["runs"])
+    if data.get("scaling"):
+        data["scaling"]["summary"] = summarize_scaling(data["scaling"]["runs"])
     report(data)
     log(f"rewrote {os.path.relpath(RESULTS, ROOT)} from target/bench/results.json")
 
@@ -1024,7 +1285,13 @@ def main():
         log(f"client address seen by the XFF rule: {addr} -> CIDR {cidr}")
         data["upstream_capacity"] = upstream_capacity(ports)
         log(f"upstream alone: {data['upstream_capacity']['rps']:.0f} rps")
-        data["runs"], data["order"] = throughput(setups, ports, policy, extra_wasm)
+        scaling = scaling_setups(cidr) if SCALING else []
+        data["runs"], data["order"], scale_runs = throughput(setups, ports, policy, extra_wasm,
+                                                             scaling)
+        if scaling:
+            data["scaling"] = {"runs": scale_runs, "summary": summarize_scaling(scale_runs),
+                               "setups": [{k: sc[k] for k in ("id", "family", "cidrs", "keys")}
+                                          for sc in scaling]}
         data["summary"] = summarize(data["runs"])
         if PROBE:
             data["probe"] = probe(ports)

@@ -7,7 +7,9 @@ use bcsp_guard::config;
 use bcsp_guard::host::header_map;
 use bcsp_guard::policy::client_ip::{Cidr, CidrSet};
 use bcsp_guard::policy::decide::{decide, Decision, RequestView};
-use bcsp_guard::policy::keys::SecretHash;
+use bcsp_guard::policy::keys::{Key, KeyId, KeyMatch, KeySet, SecretHash, Window};
+use bcsp_guard::policy::names::Controlled;
+use bcsp_guard::policy::routes::{Route, RouteMatch, Routes};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
@@ -142,5 +144,84 @@ fn cidr_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, cidr_lookup);
+/// `n` keys, each read from its own header (`x-bcsp-key-NN`), all valid now.
+fn key_set(n: usize) -> (KeySet, Vec<String>) {
+    let headers: Vec<String> = (1..=n).map(|i| format!("x-bcsp-key-{i:02}")).collect();
+    let keys = (1..=n)
+        .map(|i| Key {
+            id: KeyId::parse(&format!("scale-{i:02}")).expect("valid id"),
+            header: i - 1,
+            scheme: None,
+            hash: SecretHash::of(format!("secret-{i:02}").as_bytes()),
+            window: Window::default(),
+            audience: None,
+        })
+        .collect();
+    (KeySet::new(headers.clone(), keys), headers)
+}
+
+/// The key check and the credential stripping at the sizes the scaling table uses: the request
+/// (13 headers) presents the last key, in its own header.
+fn key_check(c: &mut Criterion) {
+    let mut g = c.benchmark_group("key_check");
+    for n in [1usize, 16, 64] {
+        let (set, names) = key_set(n);
+        let secret = format!("secret-{n:02}");
+        let last = names.last().map_or("", String::as_str);
+        let mut h = headers("", "34.200.73.250,127.0.0.1");
+        h.retain(|(name, _)| *name != "x-bcsp-key");
+        h.insert(7, (last, secret.as_str()));
+        assert!(matches!(set.check(&h, NOW_MS), KeyMatch::Valid(k) if k.header == n - 1));
+        g.bench_function(format!("{n}_keys_own_headers"), |b| {
+            b.iter(|| {
+                black_box(matches!(
+                    set.check(black_box(&h), NOW_MS),
+                    KeyMatch::Valid(_)
+                ))
+            })
+        });
+        let controlled = Controlled::new(
+            names
+                .iter()
+                .map(String::as_str)
+                .chain(["x-bcsp-key-id", "authorization"]),
+        );
+        assert_eq!(controlled.present(h.iter().map(|(n, _)| *n)), vec![last]);
+        g.bench_function(format!("{n}_keys_strip_names"), |b| {
+            b.iter(|| {
+                black_box(
+                    controlled
+                        .present(black_box(&h).iter().map(|(n, _)| *n))
+                        .len(),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The route allowlist at its largest (64) against the preset's size; the request matches
+/// the route configured last.
+fn routes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("routes");
+    for n in [3usize, 64] {
+        let list: Vec<Route> = (0..n)
+            .map(|i| Route::parse("POST", &format!("/v2/area-{i}/*/messages")).expect("route"))
+            .collect();
+        let routes = Routes::new(list, None);
+        let path = format!("/v2/area-{}/bench-bot/messages", n - 1);
+        assert!(matches!(routes.find("POST", &path), RouteMatch::Allowed(_)));
+        g.bench_function(format!("{n}_routes_match_last"), |b| {
+            b.iter(|| {
+                black_box(matches!(
+                    routes.find("POST", black_box(&path)),
+                    RouteMatch::Allowed(_)
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, cidr_lookup, key_check, routes);
 criterion_main!(benches);

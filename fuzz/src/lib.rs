@@ -77,7 +77,7 @@ pub fn same_policy(a: &Policy, b: &Policy) -> bool {
         p.routes.as_ref().map(|r| r.iter().cloned().collect())
     };
     a.summary() == b.summary()
-        && a.keys.headers == b.keys.headers
+        && a.keys.headers() == b.keys.headers()
         && a.keys.keys == b.keys.keys
         && a.client_ip == b.client_ip
         && a.allow.as_ref().map(|s| s.len()) == b.allow.as_ref().map(|s| s.len())

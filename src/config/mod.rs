@@ -198,7 +198,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
     // Compared as CGI-style servers read names: `x_bcsp_key` is `x-bcsp-key` to them.
     let same = |a: &str, b: &str| crate::policy::names::fold(a) == crate::policy::names::fold(b);
     if let Some(id_header) = &key_id_header {
-        if keys.headers.iter().any(|h| same(h, id_header)) {
+        if keys.headers().iter().any(|h| same(h, id_header)) {
             return Err(ConfigError::at(
                 "key_id_header",
                 format!("`{id_header}` is also a credential header"),
@@ -221,7 +221,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
     let routes = raw.routes.as_ref().map(compile_routes).transpose()?;
     let max_body_bytes = MAX_BODY_BYTES.check("max_body_bytes", raw.max_body_bytes)?;
     let mut taken: Vec<(&str, String)> = keys
-        .headers
+        .headers()
         .iter()
         .map(|h| ("a credential header", h.clone()))
         .collect();
@@ -597,7 +597,7 @@ fn compile_keys(raw: &[RawKey]) -> Result<KeySet, ConfigError> {
                 .map_err(|m| ConfigError::at(at("audience"), m))?,
         });
     }
-    Ok(KeySet { headers, keys })
+    Ok(KeySet::new(headers, keys))
 }
 
 /// `keys[].audience`: needs `upstream_token`, and replaces `audience_by_cluster` rather than
@@ -766,7 +766,7 @@ fn compile_upstream(raw: &RawUpstreamToken) -> Result<UpstreamToken, ConfigError
 /// One challenge per credential header, so a caller learns what to send but never a secret.
 fn challenge(keys: &KeySet) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for (i, header) in keys.headers.iter().enumerate() {
+    for (i, header) in keys.headers().iter().enumerate() {
         let schemes: Vec<&str> = keys
             .keys
             .iter()

@@ -38,7 +38,7 @@ fn the_documented_example_compiles() {
         H.to_uppercase()
     );
     let p = compiled(&json);
-    assert_eq!(p.keys.headers, vec!["x-bcsp-key", "authorization"]);
+    assert_eq!(p.keys.headers(), vec!["x-bcsp-key", "authorization"]);
     assert_eq!(p.keys.keys.len(), 2);
     assert_eq!(p.client_ip, ClientIpRule::ForwardedFor { trusted_hops: 1 });
     assert_eq!(p.allow.as_ref().map(|a| a.len()), Some(2));
@@ -67,7 +67,7 @@ fn the_documented_example_compiles() {
 #[test]
 fn defaults_apply_when_fields_are_absent() {
     let p = compiled(&with_key("", ""));
-    assert_eq!(p.keys.headers, vec!["x-bcsp-key"]);
+    assert_eq!(p.keys.headers(), vec!["x-bcsp-key"]);
     assert_eq!(p.client_ip, ClientIpRule::Downstream);
     assert!(p.allow.is_none());
     assert!(!p.needs_downstream());

@@ -1,6 +1,7 @@
 //! Hashed credentials, their validity windows, and the constant-time match of a request's
 //! credential headers against them. Secrets are hashed once on arrival and never kept.
 
+use super::names::{NameIndex, Spelling};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -119,8 +120,12 @@ pub struct Key {
 /// All keys, and the distinct lower-case header names they are read from.
 #[derive(Clone, Debug)]
 pub struct KeySet {
-    pub headers: Vec<String>,
+    headers: Vec<String>,
     pub keys: Vec<Key>,
+    /// `headers`, searchable per request header without a pass over every name.
+    index: NameIndex,
+    /// Per header, the indices of the keys read from it, in configuration order.
+    by_header: Vec<Vec<usize>>,
 }
 
 /// What the credential headers of one request amount to.
@@ -137,80 +142,88 @@ pub enum KeyMatch<'k> {
 }
 
 impl KeySet {
+    /// `headers` are the distinct credential header names; `keys[].header` indexes them.
+    pub fn new(headers: Vec<String>, keys: Vec<Key>) -> KeySet {
+        let index = NameIndex::new(Spelling::CaseOnly, headers.iter().map(String::as_str));
+        let mut by_header: Vec<Vec<usize>> = vec![Vec::new(); headers.len()];
+        for (ki, k) in keys.iter().enumerate() {
+            if let Some(list) = by_header.get_mut(k.header) {
+                list.push(ki);
+            }
+        }
+        KeySet {
+            headers,
+            keys,
+            index,
+            by_header,
+        }
+    }
+
+    /// The credential header names, in configuration order.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
     /// `headers` are the request's headers; names are compared case-insensitively.
     pub fn check<'k>(&'k self, headers: &[(&str, &str)], now_ms: i64) -> KeyMatch<'k> {
-        // Per configured header: its single value, or a marker that it repeated.
-        let mut values: Vec<Option<&str>> = vec![None; self.headers.len()];
-        let mut seen_any = false;
+        // The configured headers this request carries (usually one), each with its value.
+        let mut present: Vec<(usize, &str)> = Vec::with_capacity(2);
         for (name, value) in headers {
-            let Some(i) = self
-                .headers
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
-            else {
+            let Some(i) = self.index.find(name) else {
                 continue;
             };
-            if values.get(i).copied().flatten().is_some() {
+            if present.iter().any(|(j, _)| *j == i) {
                 return KeyMatch::Duplicate;
             }
-            if let Some(slot) = values.get_mut(i) {
-                *slot = Some(*value);
-            }
-            seen_any = true;
+            present.push((i, *value));
         }
-        if !seen_any {
+        if present.is_empty() {
             return KeyMatch::Missing;
         }
         // Each header is hashed at most twice (whole value; after the scheme), whatever the
-        // number of keys, and every key is compared so timing does not reveal which matched.
-        let mut whole: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
-        let mut after_scheme: Vec<Option<Option<SecretHash>>> = vec![None; self.headers.len()];
-        let mut valid = None;
-        let mut outside = None;
-        for key in &self.keys {
-            let Some(value) = values.get(key.header).copied().flatten() else {
-                continue;
-            };
-            let presented = match &key.scheme {
-                None => cached(&mut whole, key.header, || {
-                    Some(SecretHash::of(value.as_bytes()))
-                }),
-                Some(scheme) => {
-                    if !scheme_matches(value, scheme) {
-                        continue;
+        // number of keys, and every key read from a presented header is compared, so timing
+        // does not reveal which one matched. Keys of absent headers cannot match and cost
+        // nothing; of several matches, the one configured first wins.
+        let mut valid: Option<usize> = None;
+        let mut outside: Option<usize> = None;
+        for (i, value) in present {
+            let mut whole: Option<SecretHash> = None;
+            let mut after_scheme: Option<Option<SecretHash>> = None;
+            for &ki in self.by_header.get(i).map_or(&[][..], Vec::as_slice) {
+                let Some(key) = self.keys.get(ki) else {
+                    continue;
+                };
+                let presented = match &key.scheme {
+                    None => whole
+                        .get_or_insert_with(|| SecretHash::of(value.as_bytes()))
+                        .clone(),
+                    Some(scheme) => {
+                        if !scheme_matches(value, scheme) {
+                            continue;
+                        }
+                        let h = after_scheme.get_or_insert_with(|| {
+                            split_scheme(value).map(|(_, s)| SecretHash::of(s.as_bytes()))
+                        });
+                        let Some(h) = h.clone() else { continue };
+                        h
                     }
-                    cached(&mut after_scheme, key.header, || {
-                        split_scheme(value).map(|(_, s)| SecretHash::of(s.as_bytes()))
-                    })
-                }
-            };
-            let Some(presented) = presented else { continue };
-            if key.hash.ct_eq(&presented) {
-                if key.window.contains(now_ms) {
-                    valid = valid.or(Some(key));
-                } else {
-                    outside = outside.or(Some(key));
+                };
+                if key.hash.ct_eq(&presented) {
+                    let slot = if key.window.contains(now_ms) {
+                        &mut valid
+                    } else {
+                        &mut outside
+                    };
+                    *slot = Some(slot.map_or(ki, |v| v.min(ki)));
                 }
             }
         }
-        match (valid, outside) {
+        let pick = |i: Option<usize>| i.and_then(|i| self.keys.get(i));
+        match (pick(valid), pick(outside)) {
             (Some(k), _) => KeyMatch::Valid(k),
             (None, Some(k)) => KeyMatch::OutsideWindow(k),
             (None, None) => KeyMatch::Invalid,
         }
-    }
-}
-
-/// Memoizes one value per configured header.
-fn cached<T: Clone>(slots: &mut [Option<T>], i: usize, make: impl FnOnce() -> T) -> T {
-    match slots.get_mut(i) {
-        Some(Some(v)) => v.clone(),
-        Some(slot) => {
-            let v = make();
-            *slot = Some(v.clone());
-            v
-        }
-        None => make(),
     }
 }
 
@@ -245,9 +258,9 @@ mod tests {
     }
 
     fn set() -> KeySet {
-        KeySet {
-            headers: vec!["x-bcsp-key".into(), "authorization".into()],
-            keys: vec![
+        KeySet::new(
+            vec!["x-bcsp-key".into(), "authorization".into()],
+            vec![
                 key(
                     "old",
                     0,
@@ -270,7 +283,7 @@ mod tests {
                 ),
                 key("bearer", 1, Some("Bearer"), "s-bearer", Window::default()),
             ],
-        }
+        )
     }
 
     fn id<'a>(m: &KeyMatch<'a>) -> Option<&'a str> {
@@ -365,10 +378,37 @@ mod tests {
     }
 
     #[test]
+    fn sixty_four_keys_each_with_its_own_header() {
+        let headers: Vec<String> = (1..=64).map(|i| format!("x-bcsp-key-{i:02}")).collect();
+        let keys = (1..=64)
+            .map(|i| {
+                key(
+                    &format!("k{i}"),
+                    i - 1,
+                    None,
+                    &format!("s{i}"),
+                    Window::default(),
+                )
+            })
+            .collect();
+        let s = KeySet::new(headers, keys);
+        let req = [("host", "h"), ("X-Bcsp-Key-64", "s64"), ("accept", "*/*")];
+        assert_eq!(id(&s.check(&req, 0)), Some("k64"));
+        // Another key's secret under this header is no key at all.
+        assert_eq!(s.check(&[("x-bcsp-key-64", "s63")], 0), KeyMatch::Invalid);
+        assert_eq!(
+            s.check(&[("x-bcsp-key-64", "s64"), ("X-BCSP-KEY-64", "s64")], 0),
+            KeyMatch::Duplicate
+        );
+        assert_eq!(s.check(&[("x-bcsp-key-65", "s64")], 0), KeyMatch::Missing);
+        assert_eq!(s.check(&[("x_bcsp_key_64", "s64")], 0), KeyMatch::Missing);
+    }
+
+    #[test]
     fn a_valid_key_wins_over_one_outside_its_window_with_the_same_secret() {
-        let s = KeySet {
-            headers: vec!["x-bcsp-key".into()],
-            keys: vec![
+        let s = KeySet::new(
+            vec!["x-bcsp-key".into()],
+            vec![
                 key(
                     "a",
                     0,
@@ -381,7 +421,7 @@ mod tests {
                 ),
                 key("b", 0, None, "same", Window::default()),
             ],
-        };
+        );
         assert_eq!(id(&s.check(&[("x-bcsp-key", "same")], 50)), Some("b"));
     }
 

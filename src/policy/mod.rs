@@ -52,7 +52,7 @@ pub struct Policy {
 impl Policy {
     /// See [`Policy::controlled`].
     pub fn controlled_headers(&self) -> Controlled {
-        let mut names: Vec<&str> = self.keys.headers.iter().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.keys.headers().iter().map(String::as_str).collect();
         names.extend(self.key_id_header.as_deref());
         if let Some(t) = &self.upstream_token {
             names.push(upstream::SERVERLESS_AUTHORIZATION);
@@ -84,7 +84,11 @@ impl Policy {
             .keys
             .iter()
             .map(|k| {
-                let header = self.keys.headers.get(k.header).map_or("?", String::as_str);
+                let header = self
+                    .keys
+                    .headers()
+                    .get(k.header)
+                    .map_or("?", String::as_str);
                 let from = k.window.not_before_ms.map(time::format_rfc3339);
                 let until = k.window.not_after_ms.map(time::format_rfc3339);
                 format!(

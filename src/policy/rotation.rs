@@ -67,9 +67,9 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     fn set(windows: &[(&str, Option<i64>)]) -> KeySet {
-        KeySet {
-            headers: vec!["x-bcsp-key".into()],
-            keys: windows
+        KeySet::new(
+            vec!["x-bcsp-key".into()],
+            windows
                 .iter()
                 .map(|(id, na)| Key {
                     id: KeyId::parse(id).unwrap(),
@@ -83,7 +83,7 @@ mod tests {
                     audience: None,
                 })
                 .collect(),
-        }
+        )
     }
 
     #[test]

@@ -543,7 +543,7 @@ proptest! {
                 prop_assert_eq!(p.keys.keys.len(), case.keys.len());
                 for (k, (raw, _, id, header)) in p.keys.keys.iter().zip(&case.keys) {
                     prop_assert_eq!(k.id.as_str(), id.as_str());
-                    prop_assert_eq!(&p.keys.headers[k.header], header);
+                    prop_assert_eq!(&p.keys.headers()[k.header], header);
                     prop_assert_eq!(k.hash.to_hex(), raw["sha256"].as_str().unwrap().to_ascii_lowercase());
                     prop_assert_eq!(k.scheme.as_deref(), raw.get("scheme").and_then(Value::as_str));
                 }

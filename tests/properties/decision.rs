@@ -306,7 +306,7 @@ proptest! {
             );
             prop_assert!(k.not_before.is_none_or(|b| BASE_MS + b <= now), "admitted before not_before");
             prop_assert!(k.not_after.is_none_or(|a| now < BASE_MS + a), "admitted at or after not_after");
-            for h in &policy.keys.headers {
+            for h in policy.keys.headers() {
                 prop_assert!(headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(h)).count() <= 1, "{} repeated", h);
             }
             if let Some(allow) = &case.allow {

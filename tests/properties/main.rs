@@ -224,7 +224,7 @@ fn same_policy(a: &Policy, b: &Policy) -> Result<(), String> {
             .map(|r| r.iter().cloned().collect::<Vec<_>>())
     };
     let same = a.summary() == b.summary()
-        && a.keys.headers == b.keys.headers
+        && a.keys.headers() == b.keys.headers()
         && a.keys.keys == b.keys.keys
         && a.client_ip == b.client_ip
         && a.allow.as_ref().map(CidrSet::len) == b.allow.as_ref().map(CidrSet::len)

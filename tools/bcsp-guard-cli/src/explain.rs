@@ -337,7 +337,7 @@ fn explain_admission(
     if let Decision::Admit(key) = check_key(policy, &view, None) {
         let header = policy
             .keys
-            .headers
+            .headers()
             .get(key.header)
             .map_or("?", String::as_str);
         let until = key

@@ -50,7 +50,7 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
     let doc = json!({ "keys": [entry] });
     let policy =
         config::compile(doc.to_string().as_bytes()).map_err(|e| format!("invalid key: {e}"))?;
-    let header = policy.keys.headers.first().cloned().unwrap_or_default();
+    let header = policy.keys.headers().first().cloned().unwrap_or_default();
     let value = match args.one("scheme")? {
         Some(s) => format!("{s} {secret}"),
         None => secret.clone(),
