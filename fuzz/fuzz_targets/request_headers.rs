@@ -9,9 +9,9 @@
 #![no_main]
 
 use bcsp_guard::config::compile;
-use bcsp_guard::host::metrics::Stats;
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
+use bcsp_guard::pipeline::metrics::Stats;
+use bcsp_guard::pipeline::reply::Reply;
+use bcsp_guard::pipeline::{
     on_request_body, on_request_headers, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
 };
 use bcsp_guard::policy::lockout::Failure;
@@ -89,13 +89,13 @@ struct Host {
 
 impl RequestHost for Host {
     fn request_headers(&self) -> Vec<u8> {
-        bcsp_guard::host::header_map::encode(&self.headers.borrow())
+        bcsp_guard::pipeline::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
         None
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        bcsp_guard::host::header_map::replace(&mut self.headers.borrow_mut(), name, value);
+        bcsp_guard::pipeline::header_map::replace(&mut self.headers.borrow_mut(), name, value);
     }
     fn send_reply(&self, reply: &Reply) {
         self.replies.borrow_mut().push(reply.status);

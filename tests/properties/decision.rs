@@ -288,7 +288,7 @@ proptest! {
     fn decision_never_admits_without_a_matching_valid_key(case in decision_case()) {
         let policy = case.policy();
         let headers = case.headers();
-        let pairs = bcsp_guard::host::header_map::borrowed(&headers);
+        let pairs = bcsp_guard::pipeline::header_map::borrowed(&headers);
         let now = case.now_ms();
         let view = RequestView {
             headers: &pairs,

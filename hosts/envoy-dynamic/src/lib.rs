@@ -25,8 +25,8 @@ mod tokens;
 mod waiters;
 
 use abi::{EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr};
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
+use bcsp_guard::pipeline::reply::Reply;
+use bcsp_guard::pipeline::{
     self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
 };
 use config::FilterConfig;
@@ -339,7 +339,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
                 ptr: filter_envoy_ptr,
             };
             let raw = host.header_map(abi::REQUEST_TRAILER);
-            let trailers = bcsp_guard::host::header_map::decode(&raw);
+            let trailers = bcsp_guard::pipeline::header_map::decode(&raw);
             for name in request::trailers_to_remove(&cfg.guard, &trailers) {
                 host.remove_request_trailer(name);
             }
@@ -420,7 +420,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
             }
             None => {
                 let raw = host.request_headers();
-                let headers = bcsp_guard::host::header_map::decode(&raw);
+                let headers = bcsp_guard::pipeline::header_map::decode(&raw);
                 let view = bcsp_guard::policy::decide::RequestView {
                     headers: &headers,
                     downstream: None,

@@ -5,10 +5,10 @@
 use crate::args::{read_input, Args};
 use crate::check;
 use crate::envoy;
-use bcsp_guard::host::header_map;
-use bcsp_guard::host::metrics::Stats;
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
+use bcsp_guard::pipeline::header_map;
+use bcsp_guard::pipeline::metrics::Stats;
+use bcsp_guard::pipeline::reply::Reply;
+use bcsp_guard::pipeline::{
     on_request_body, on_request_headers, BodyState, Guard, Outcome, Ports, RequestHost, TokenPort,
 };
 use bcsp_guard::policy::client_ip::ClientIpRule;

@@ -10,7 +10,7 @@
 use super::*;
 use crate::config;
 use crate::host::lockout::LockoutBook;
-use crate::host::metrics::Kind;
+use crate::pipeline::metrics::Kind;
 use crate::policy::keys::SecretHash;
 
 /// Runs the headers phase the way the Wasm glue does on this host: a lockout port exactly

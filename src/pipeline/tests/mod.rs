@@ -10,7 +10,7 @@ mod webhooks;
 
 use super::*;
 use crate::config;
-use crate::host::metrics::Kind;
+use crate::pipeline::metrics::Kind;
 use crate::host::testing::*;
 use crate::policy::keys::SecretHash;
 use std::cell::RefCell;
