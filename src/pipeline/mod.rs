@@ -9,9 +9,6 @@ pub mod metrics;
 pub mod record;
 pub mod reply;
 
-use held::HoldEnd;
-use metrics::Stats;
-use reply::Reply;
 use crate::config::fields::printable as fields_printable;
 use crate::policy::client_ip::{ClientIpRule, Unknown};
 use crate::policy::decide::{
@@ -23,6 +20,9 @@ use crate::policy::routes::{clean_path, is_json_media_type, RouteMatch};
 use crate::policy::webhook::SignatureError;
 use crate::policy::Policy;
 use crate::token::plan::Missing;
+use held::HoldEnd;
+use metrics::Stats;
+use reply::Reply;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};

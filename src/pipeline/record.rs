@@ -189,7 +189,10 @@ mod tests {
         let fx = request(&[("x-bcsp-key", "alpha"), ("x-bcsp-key-id", "forged")])
             .run(&g, Ports::default());
         assert_eq!(fx.outcome, Outcome::Forward);
-        assert_eq!(fx.removed().collect::<Vec<_>>(), ["x-bcsp-key", "x-bcsp-key-id"]);
+        assert_eq!(
+            fx.removed().collect::<Vec<_>>(),
+            ["x-bcsp-key", "x-bcsp-key-id"]
+        );
         assert_eq!(fx.set().collect::<Vec<_>>(), [("x-bcsp-key-id", "a")]);
         assert_eq!(fx.header("x-bcsp-key-id"), ["a"]);
         assert!(fx.header("x-bcsp-key").is_empty());

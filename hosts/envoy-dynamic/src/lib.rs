@@ -26,9 +26,7 @@ mod waiters;
 
 use abi::{EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr};
 use bcsp_guard::pipeline::reply::Reply;
-use bcsp_guard::pipeline::{
-    self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
-};
+use bcsp_guard::pipeline::{self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
 use config::FilterConfig;
 use host::{now_ms, StreamHost};
 use std::ffi::c_void;
