@@ -131,7 +131,7 @@ bench: $(ENVOY) wasm
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/probe-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release --manifest-path bench/upstream/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release -p metadata-emulator
-	cargo bench --bench policy --no-run
+	cargo bench --bench policy --bench pipeline --no-run
 	BENCH_ENVOY=$(abspath $(ENVOY)) $(PYTHON) bench/run.py
 
 # Soak (docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,
