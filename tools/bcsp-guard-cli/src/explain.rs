@@ -1,6 +1,7 @@
 //! `explain`: runs one request through the filter's own request path (the same code Envoy
-//! runs, over a recording host) and says what it would do and why. It never prints a header
-//! value the caller gave: only names, and the values the filter itself would set.
+//! runs, through the pipeline's recording host `Recorder`) and says what it would do and why.
+//! It never prints a header value the caller gave: only names, and the values the filter
+//! itself would set.
 
 use crate::args::{read_input, Args};
 use crate::check;
