@@ -116,7 +116,8 @@ clean:
 	rm -rf $(VENV) .run dist
 
 # Benchmarks: no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
-# plus the policy core under criterion. Writes bench/RESULTS.md; knobs in bench/run.py.
+# plus the policy core and the request pipeline under criterion (run.py reports `policy`).
+# Writes bench/RESULTS.md; knobs in bench/run.py.
 BENCH_TARGET_DIR := target/bench
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 .PHONY: bench
