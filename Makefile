@@ -116,7 +116,8 @@ clean:
 	rm -rf $(VENV) .run dist
 
 # Benchmarks: no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
-# plus the policy core under criterion. Writes bench/RESULTS.md; knobs in bench/run.py.
+# plus the policy core and the request pipeline under criterion (run.py reports `policy`).
+# Writes bench/RESULTS.md; knobs in bench/run.py.
 BENCH_TARGET_DIR := target/bench
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 .PHONY: bench
@@ -131,7 +132,7 @@ bench: $(ENVOY) wasm
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/probe-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release --manifest-path bench/upstream/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release -p metadata-emulator
-	cargo bench --bench policy --no-run
+	cargo bench --bench policy --bench pipeline --no-run
 	BENCH_ENVOY=$(abspath $(ENVOY)) $(PYTHON) bench/run.py
 
 # Soak (docs/SOAK.md): Envoy with 2 workers, a 20 s token lifetime, steady mixed load,

@@ -1,6 +1,7 @@
 //! bcsp-guard: admits only Genesys Cloud to a Bot Connector Service Provider, strips its
 //! credentials, and injects a Google identity token. The crate's core is pure Rust
-//! (`config`, `policy`, `token`); `host` translates proxy-wasm calls to and from it.
+//! (`config`, `policy`, `token`, and `pipeline`, the request path); `host` translates
+//! proxy-wasm calls to and from it.
 
 // A panic in a Wasm VM takes down every request on that worker.
 #![cfg_attr(
@@ -18,6 +19,7 @@
 pub mod base64;
 pub mod config;
 pub mod host;
+pub mod pipeline;
 pub mod policy;
 pub mod token;
 

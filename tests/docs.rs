@@ -248,7 +248,7 @@ fn relative_links_resolve() {
 /// counters table, and every row names a metric the filter defines.
 #[test]
 fn counters_table_lists_exactly_the_metrics_defined() {
-    use bcsp_guard::host::metrics::{Kind, Stats, PREFIX};
+    use bcsp_guard::pipeline::metrics::{Kind, Stats, PREFIX};
     let everything = br#"{
         "keys": [{"id": "k1", "sha256": "0fefc1b27100e636d38ff6bc989040691f4a48220d8bc2183b6bbcfd001524c7",
                   "not_after": "2099-01-01T00:00:00Z"}],

@@ -1,4 +1,4 @@
-//! The whole request path (`host::request`) over a fake host: any header list (pseudo-headers,
+//! The whole request path (`pipeline`) through the recording host (`pipeline::record`): any header list (pseudo-headers,
 //! credentials, X-Forwarded-For, content-type/-length), any body, token cache present, waiting
 //! or refusing, and two policies (everything on; keys only). Never panics, and:
 //! - a request is replied to exactly once, or not at all when it goes on;
@@ -9,11 +9,9 @@
 #![no_main]
 
 use bcsp_guard::config::compile;
-use bcsp_guard::host::metrics::Stats;
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
-    on_request_body, on_request_headers, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
-};
+use bcsp_guard::pipeline::metrics::Stats;
+use bcsp_guard::pipeline::record::Recorder;
+use bcsp_guard::pipeline::{Guard, LockoutPort, Outcome, Ports, TokenPort};
 use bcsp_guard::policy::lockout::Failure;
 use bcsp_guard::policy::routes::{clean_path, is_json_media_type, under_prefix};
 use bcsp_guard::token::Missing;
@@ -21,7 +19,6 @@ use bcsp_guard_fuzz::{fields, presents, std_entry, unmap};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::OnceLock;
@@ -77,46 +74,6 @@ fn guards() -> &'static [Guard; 2] {
             Guard { policy, stats }
         })
     })
-}
-
-struct Host {
-    headers: RefCell<Vec<(String, String)>>,
-    replies: RefCell<Vec<u32>>,
-    reply_text: RefCell<String>,
-    now: i64,
-    body: Vec<u8>,
-}
-
-impl RequestHost for Host {
-    fn request_headers(&self) -> Vec<u8> {
-        bcsp_guard::host::header_map::encode(&self.headers.borrow())
-    }
-    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
-        None
-    }
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
-        bcsp_guard::host::header_map::replace(&mut self.headers.borrow_mut(), name, value);
-    }
-    fn send_reply(&self, reply: &Reply) {
-        self.replies.borrow_mut().push(reply.status);
-        let mut t = self.reply_text.borrow_mut();
-        // The body is JSON; its request_id is the caller's own x-request-id, escaped.
-        let mut body: serde_json::Value = serde_json::from_str(&reply.body).expect("reply is JSON");
-        body.as_object_mut()
-            .expect("reply is an object")
-            .remove("request_id");
-        t.push_str(&body.to_string());
-        for (_, v) in &reply.headers {
-            t.push_str(v);
-        }
-    }
-    fn increment(&self, _metric: Option<u32>) {}
-    fn now_ms(&self) -> i64 {
-        self.now
-    }
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        Some(self.body.iter().take(len).copied().collect())
-    }
 }
 
 struct Tokens(u8);
@@ -175,35 +132,36 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
-    let host = Host {
-        headers: RefCell::new(original.clone()),
-        replies: RefCell::new(Vec::new()),
-        reply_text: RefCell::new(String::new()),
-        now,
-        body: body.to_vec(),
-    };
+    let mut host = Recorder::new(original.clone(), now);
+    if !end_of_stream {
+        host = host.with_body(body.to_vec());
+    }
     let tokens = Tokens(c(3));
     let ports = Ports {
         tokens: Some(&tokens),
         lockout: Some(&Lockout),
     };
-    let step = on_request_headers(&host, guard, ports, end_of_stream);
-    let mut outcome = step.outcome;
-    let mut state = step.body;
-    if outcome == Outcome::ReadBody || matches!(outcome, Outcome::Forward) && !end_of_stream {
-        let o = on_request_body(&host, guard, ports, &mut state, body.len(), true);
-        if o == Outcome::Replied || outcome == Outcome::ReadBody {
-            outcome = o;
+    let effects = host.run(guard, ports);
+    let outcome = &effects.outcome;
+
+    let replies: Vec<u32> = effects.replies.iter().map(|r| r.status).collect();
+    let mut text = String::new();
+    for reply in &effects.replies {
+        // The body is JSON; its request_id is the caller's own x-request-id, escaped.
+        let mut body: serde_json::Value = serde_json::from_str(&reply.body).expect("reply is JSON");
+        body.as_object_mut()
+            .expect("reply is an object")
+            .remove("request_id");
+        text.push_str(&body.to_string());
+        for (_, v) in &reply.headers {
+            text.push_str(v);
         }
     }
-
-    let replies = host.replies.borrow().clone();
-    let text = host.reply_text.borrow().clone();
     // Apart from the caller's own x-request-id, a reply carries nothing the caller sent.
     for secret in ["alpha-secret", "beta", WEBHOOK_SECRET, TOKEN] {
         assert!(!text.contains(secret), "a reply echoes {secret}: {text}");
     }
-    if outcome == Outcome::Replied {
+    if *outcome == Outcome::Replied {
         assert_eq!(replies.len(), 1, "replied {replies:?}");
         return;
     }
@@ -236,11 +194,11 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .any(|w| under_prefix(p, &w.path_prefix))
     });
-    let final_headers = host.headers.borrow().clone();
+    let final_headers = &effects.headers;
     if webhook {
-        assert!(named(&final_headers, "x-bcsp-key-id").is_empty());
+        assert!(named(final_headers, "x-bcsp-key-id").is_empty());
     }
-    if webhook && outcome == Outcome::Forward {
+    if webhook && *outcome == Outcome::Forward {
         let sig = named(&original, "x-hub-signature-256");
         assert_eq!(sig.len(), 1);
         let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
@@ -263,7 +221,7 @@ fuzz_target!(|data: &[u8]| {
             open(id, now) && header(h).is_some_and(|v| presents(v, *scheme, secret))
         });
         let (id, ..) = admitted.expect("went on without a valid credential");
-        let stamped = named(&final_headers, "x-bcsp-key-id");
+        let stamped = named(final_headers, "x-bcsp-key-id");
         assert!(
             KEYS.iter().any(|(other, h, s, secret)| stamped == [*other]
                 && open(other, now)
@@ -289,16 +247,16 @@ fuzz_target!(|data: &[u8]| {
         // What Envoy forwards: no credential, no caller-chosen identity.
         let token_header = policy.upstream_token.as_ref().map(|t| t.header.as_str());
         for (_, h, ..) in KEYS {
-            let left = named(&final_headers, h);
-            let expected: &[&str] = match (token_header == Some(*h), &outcome) {
+            let left = named(final_headers, h);
+            let expected: &[&str] = match (token_header == Some(*h), outcome) {
                 (true, Outcome::Forward) => &[TOKEN],
                 _ => &[],
             };
             assert_eq!(left, expected, "{h} after admission");
         }
     }
-    if let (Some(t), Outcome::Forward) = (&policy.upstream_token, &outcome) {
-        assert_eq!(named(&final_headers, &t.header), [TOKEN]);
-        assert!(named(&final_headers, "x-serverless-authorization").is_empty());
+    if let (Some(t), Outcome::Forward) = (&policy.upstream_token, outcome) {
+        assert_eq!(named(final_headers, &t.header), [TOKEN]);
+        assert!(named(final_headers, "x-serverless-authorization").is_empty());
     }
 });

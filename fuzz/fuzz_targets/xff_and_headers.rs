@@ -164,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let policy = &policies()[which];
-    let pairs = bcsp_guard::host::header_map::borrowed(&headers);
+    let pairs = bcsp_guard::pipeline::header_map::borrowed(&headers);
     let view = RequestView {
         headers: &pairs,
         downstream: Some(&downstream),

@@ -125,7 +125,7 @@ pub const REQUEST_TRAILERS: u32 = 1;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 
 /// A header map in proxy-wasm's serialized form (empty when the host has none), for
-/// [`super::header_map::decode`]. The SDK's own reader panics on bytes that are not UTF-8;
+/// [`crate::pipeline::header_map::decode`]. The SDK's own reader panics on bytes that are not UTF-8;
 /// Envoy forwards such bytes, and one request must not be able to trap the VM.
 pub fn get_header_map(map_type: u32) -> Vec<u8> {
     let mut ptr = std::ptr::null_mut();

@@ -1,13 +1,11 @@
-//! Host glue: the request path and token cache written against small traits, and the
-//! proxy-wasm contexts that implement those traits with real host calls.
+//! Host glue: the token cache and lockout book over shared data, and the proxy-wasm contexts
+//! that carry out the pipeline's effects with real host calls.
 
-pub mod header_map;
-pub mod held;
+/// The header-map codec lives with the pipeline; `benches/policy.rs` still reads it here.
+pub use crate::pipeline::header_map;
+
 pub mod lockout;
-pub mod metrics;
 pub mod once;
-pub mod reply;
-pub mod request;
 pub mod tokens;
 
 #[cfg(test)]

@@ -4,16 +4,18 @@
 //! helpers unwrap host errors.
 
 use super::abi;
-use super::header_map;
-use super::held::{self, Held};
 use super::lockout::LockoutBook;
-use super::metrics::{Kind, Stats};
-use super::reply::Reply;
-use super::request::{self, BodyState, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
 use super::tokens::{
     claim_holder_id_in, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker,
 };
 use crate::config;
+use crate::pipeline::header_map;
+use crate::pipeline::held::{self, Held};
+use crate::pipeline::metrics::{Kind, Stats};
+use crate::pipeline::reply::Reply;
+use crate::pipeline::{
+    self, BodyState, Guard, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
+};
 use crate::policy::lockout::Failure;
 use crate::policy::rotation;
 use crate::policy::time::format_rfc3339;
@@ -185,7 +187,7 @@ impl Root {
                             downstream: None,
                             now_ms: 0,
                         };
-                        request::no_token(&Host, guard, &view, retry_after_s);
+                        pipeline::no_token(&Host, guard, &view, retry_after_s);
                     }
                 }
             }
@@ -217,7 +219,7 @@ impl Root {
         // The book is let go before replying: a reply can end the stream (`on_done`) at once.
         for e in ended {
             if hostcalls::set_effective_context(e.context_id).is_ok() {
-                request::end_hold(&Host, guard, e.request_id.as_deref(), e.why);
+                pipeline::end_hold(&Host, guard, e.request_id.as_deref(), e.why);
             }
         }
     }
@@ -411,7 +413,7 @@ struct Http {
     tokens: Option<Rc<RefCell<TokenWorker>>>,
     lockout: Option<Rc<LockoutBook>>,
     held: Option<Rc<RefCell<Held>>>,
-    /// What the body phase still owes (see `request::BodyState`).
+    /// What the body phase still owes (see `pipeline::BodyState`).
     body: BodyState,
     /// The last body size Envoy reported, for a body that ends with trailers.
     body_size: usize,
@@ -516,7 +518,7 @@ impl Http {
             self.body.released();
         }
         let outcome = with_ports(self.tokens.as_deref(), self.lockout.as_deref(), |ports| {
-            request::on_request_body(
+            pipeline::on_request_body(
                 &Host,
                 &guard,
                 ports,
@@ -549,7 +551,7 @@ impl HttpContext for Http {
             return Action::Pause;
         };
         let step = with_ports(self.tokens.as_deref(), self.lockout.as_deref(), |ports| {
-            request::on_request_headers(&Host, &guard, ports, end_of_stream)
+            pipeline::on_request_headers(&Host, &guard, ports, end_of_stream)
         });
         self.body = step.body;
         if let (Outcome::ReadBody, BodyState::Webhook(p)) = (&step.outcome, &self.body) {
@@ -579,12 +581,12 @@ impl HttpContext for Http {
 }
 
 /// Removes the names the filter controls from the request trailers (see
-/// `request::trailers_to_remove`).
+/// `pipeline::trailers_to_remove`).
 fn clean_trailers(guard: Option<&Guard>) {
     let Some(guard) = guard else { return };
     let raw = abi::get_header_map(abi::REQUEST_TRAILERS);
     let trailers = header_map::decode(&raw);
-    for name in request::trailers_to_remove(guard, &trailers) {
+    for name in pipeline::trailers_to_remove(guard, &trailers) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None);
     }
 }

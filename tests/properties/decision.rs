@@ -6,7 +6,7 @@ use super::*;
 const BASE_MS: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
 const KEY_HEADERS: &[&str] = &["x-bcsp-key", "authorization", "x-api-key"];
 const SCHEMES: &[Option<&str>] = &[None, Some("Bearer"), Some("Token")];
-const SECRETS: &[&str] = &[
+pub(super) const SECRETS: &[&str] = &[
     "s3cret",
     "other-secret",
     "tok en",
@@ -23,10 +23,10 @@ const ALLOW_POOL: &[(&str, RefNet)] = &[
 ];
 
 #[derive(Clone, Debug)]
-struct GenKey {
-    header: usize,
-    scheme: Option<&'static str>,
-    secret: &'static str,
+pub(super) struct GenKey {
+    pub(super) header: usize,
+    pub(super) scheme: Option<&'static str>,
+    pub(super) secret: &'static str,
     not_before: Option<i64>,
     not_after: Option<i64>,
 }
@@ -103,11 +103,11 @@ fn mixed_case(s: &str, mask: u8) -> String {
 }
 
 #[derive(Clone, Debug)]
-struct DecisionCase {
-    keys: Vec<GenKey>,
+pub(super) struct DecisionCase {
+    pub(super) keys: Vec<GenKey>,
     allow: Option<Vec<usize>>,
     hops: Option<u8>,
-    downstream: (Option<String>, Result<IpAddr, Unknown>),
+    pub(super) downstream: (Option<String>, Result<IpAddr, Unknown>),
     xff: XffValues,
     /// (name index into KEY_HEADERS + extras, letter-case mask, value)
     headers: Vec<(usize, u8, GenValue)>,
@@ -115,7 +115,7 @@ struct DecisionCase {
     plus_one: bool,
 }
 
-fn decision_case() -> impl Strategy<Value = DecisionCase> {
+pub(super) fn decision_case() -> impl Strategy<Value = DecisionCase> {
     (
         prop::collection::vec(gen_key(), 1..5),
         prop::option::of(prop::collection::vec(0..ALLOW_POOL.len(), 1..3)),
@@ -141,7 +141,12 @@ fn decision_case() -> impl Strategy<Value = DecisionCase> {
 }
 
 impl DecisionCase {
-    fn policy(&self) -> Policy {
+    pub(super) fn policy(&self) -> Policy {
+        compile(self.document().to_string().as_bytes()).expect("generated policy compiles")
+    }
+
+    /// The policy as a JSON document, for callers that add to it.
+    pub(super) fn document(&self) -> Value {
         let keys: Vec<Value> = self
             .keys
             .iter()
@@ -175,10 +180,10 @@ impl DecisionCase {
         if let Some(n) = self.hops {
             doc["client_ip"] = json!({"from": "x-forwarded-for", "trusted_hops": n});
         }
-        compile(doc.to_string().as_bytes()).expect("generated policy compiles")
+        doc
     }
 
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         let boundaries: Vec<i64> = self
             .keys
             .iter()
@@ -191,7 +196,7 @@ impl DecisionCase {
         }
     }
 
-    fn headers(&self) -> Vec<(String, String)> {
+    pub(super) fn headers(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (name, mask, value) in &self.headers {
             let name = match *name {
@@ -225,7 +230,11 @@ impl DecisionCase {
     }
 
     /// The documented verdict: `Ok(key index)` or the denial.
-    fn reference(&self, headers: &[(String, String)], now: i64) -> Result<usize, DenyReason> {
+    pub(super) fn reference(
+        &self,
+        headers: &[(String, String)],
+        now: i64,
+    ) -> Result<usize, DenyReason> {
         if let Some(allow) = &self.allow {
             let client = match self.hops {
                 None => self.downstream.1,
@@ -288,7 +297,7 @@ proptest! {
     fn decision_never_admits_without_a_matching_valid_key(case in decision_case()) {
         let policy = case.policy();
         let headers = case.headers();
-        let pairs = bcsp_guard::host::header_map::borrowed(&headers);
+        let pairs = bcsp_guard::pipeline::header_map::borrowed(&headers);
         let now = case.now_ms();
         let view = RequestView {
             headers: &pairs,

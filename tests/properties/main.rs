@@ -26,6 +26,7 @@ mod client_ip;
 mod config;
 mod decision;
 mod jwt;
+mod pipeline;
 mod route_match;
 mod time_lockout;
 mod webhook;

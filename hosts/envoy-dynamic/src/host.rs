@@ -2,9 +2,9 @@
 //! counters become calls on Envoy's filter pointer.
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr, ModuleBuffer};
-use bcsp_guard::host::header_map;
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::RequestHost;
+use bcsp_guard::pipeline::header_map;
+use bcsp_guard::pipeline::reply::Reply;
+use bcsp_guard::pipeline::RequestHost;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Details string Envoy records for our local replies (`%RESPONSE_CODE_DETAILS%`).

@@ -25,10 +25,8 @@ mod tokens;
 mod waiters;
 
 use abi::{EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr};
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
-    self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort,
-};
+use bcsp_guard::pipeline::reply::Reply;
+use bcsp_guard::pipeline::{self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
 use config::FilterConfig;
 use host::{now_ms, StreamHost};
 use std::ffi::c_void;
@@ -249,7 +247,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             return abi::REQUEST_HEADERS_STOP_ITERATION;
         };
         let step = with_ports(cfg, |ports| {
-            request::on_request_headers(&host, &cfg.guard, ports, end_of_stream)
+            pipeline::on_request_headers(&host, &cfg.guard, ports, end_of_stream)
         });
         filter.body = step.body;
         match step.outcome {
@@ -292,7 +290,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             _ => host::received_body_size(filter_envoy_ptr),
         };
         let outcome = with_ports(cfg, |ports| {
-            request::on_request_body(
+            pipeline::on_request_body(
                 &host,
                 &cfg.guard,
                 ports,
@@ -339,8 +337,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
                 ptr: filter_envoy_ptr,
             };
             let raw = host.header_map(abi::REQUEST_TRAILER);
-            let trailers = bcsp_guard::host::header_map::decode(&raw);
-            for name in request::trailers_to_remove(&cfg.guard, &trailers) {
+            let trailers = bcsp_guard::pipeline::header_map::decode(&raw);
+            for name in pipeline::trailers_to_remove(&cfg.guard, &trailers) {
                 host.remove_request_trailer(name);
             }
         }
@@ -353,7 +351,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             };
             let size = host::buffered_body_size(filter_envoy_ptr);
             let outcome = with_ports(cfg, |ports| {
-                request::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
+                pipeline::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
             });
             match outcome {
                 Outcome::Forward => {}
@@ -420,14 +418,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
             }
             None => {
                 let raw = host.request_headers();
-                let headers = bcsp_guard::host::header_map::decode(&raw);
+                let headers = bcsp_guard::pipeline::header_map::decode(&raw);
                 let view = bcsp_guard::policy::decide::RequestView {
                     headers: &headers,
                     downstream: None,
                     now_ms: 0,
                 };
                 let retry = tokens::retry_after_s(upstream, &audience, now);
-                request::no_token(&host, &cfg.guard, &view, retry);
+                pipeline::no_token(&host, &cfg.guard, &view, retry);
             }
         }
     })

@@ -2,7 +2,7 @@
 //! shard, so every worker sees every failure at once without shared-data encoding.
 
 use bcsp_guard::host::lockout::{CAP_PER_SHARD, SHARDS};
-use bcsp_guard::host::request::LockoutPort;
+use bcsp_guard::pipeline::LockoutPort;
 use bcsp_guard::policy::lockout::{ClientKey, Failure, LockoutRule, Table};
 use std::net::IpAddr;
 use std::sync::Mutex;

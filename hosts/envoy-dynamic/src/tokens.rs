@@ -3,7 +3,7 @@
 //! every worker. The decisions (when to fetch, backoff, what a request without a token gets)
 //! are the core's pure `token::plan` functions; this file only keeps their state in memory.
 
-use bcsp_guard::host::request::TokenPort;
+use bcsp_guard::pipeline::TokenPort;
 use bcsp_guard::policy::upstream::UpstreamToken;
 use bcsp_guard::token::plan::{self, Missing, Plan};
 use bcsp_guard::token::record::{CachedToken, FetchState};

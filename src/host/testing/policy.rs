@@ -1,8 +1,8 @@
 //! Policies as `on_configure` compiles them, for the request-path tests.
 
 use crate::config;
-use crate::host::metrics::{Kind, Stats};
-use crate::host::request::Guard;
+use crate::pipeline::metrics::{Kind, Stats};
+use crate::pipeline::Guard;
 use crate::policy::keys::SecretHash;
 
 /// Keys `a` (`x-bcsp-key: alpha`) and `b` (`authorization: Bearer bravo`) plus `extra` config

@@ -2,7 +2,7 @@
 
 use super::NoSharedData;
 use crate::host::lockout::LockoutBook;
-use crate::host::request::{LockoutPort, TokenPort};
+use crate::pipeline::{LockoutPort, TokenPort};
 use crate::policy::lockout::Failure;
 use crate::token::plan::Missing;
 use std::cell::RefCell;

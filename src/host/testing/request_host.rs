@@ -2,8 +2,8 @@
 //! counters.
 
 use super::NOW_MS;
-use crate::host::reply::Reply;
-use crate::host::request::RequestHost;
+use crate::pipeline::reply::Reply;
+use crate::pipeline::RequestHost;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ pub(crate) struct FakeHost {
 
 impl RequestHost for FakeHost {
     fn request_headers(&self) -> Vec<u8> {
-        crate::host::header_map::encode(&self.headers.borrow())
+        crate::pipeline::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key = path.join(".");
@@ -31,7 +31,7 @@ impl RequestHost for FakeHost {
         self.properties.get(&key).map(|v| v.as_bytes().to_vec())
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        crate::host::header_map::replace(&mut self.headers.borrow_mut(), name, value);
+        crate::pipeline::header_map::replace(&mut self.headers.borrow_mut(), name, value);
     }
     fn send_reply(&self, reply: &Reply) {
         self.replies.borrow_mut().push(Reply {
@@ -143,7 +143,7 @@ impl SeHost {
 
 impl RequestHost for SeHost {
     fn request_headers(&self) -> Vec<u8> {
-        crate::host::header_map::encode(&self.headers.borrow())
+        crate::pipeline::header_map::encode(&self.headers.borrow())
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key = path.join(".");
@@ -154,7 +154,7 @@ impl RequestHost for SeHost {
         }
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
-        crate::host::header_map::replace(&mut self.headers.borrow_mut(), name, value);
+        crate::pipeline::header_map::replace(&mut self.headers.borrow_mut(), name, value);
     }
     fn send_reply(&self, reply: &Reply) {
         self.replies

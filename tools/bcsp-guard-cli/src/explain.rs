@@ -1,23 +1,21 @@
 //! `explain`: runs one request through the filter's own request path (the same code Envoy
-//! runs, over a recording host) and says what it would do and why. It never prints a header
-//! value the caller gave: only names, and the values the filter itself would set.
+//! runs, through the pipeline's recording host `Recorder`) and says what it would do and why.
+//! It never prints a header value the caller gave: only names, and the values the filter
+//! itself would set.
 
 use crate::args::{read_input, Args};
 use crate::check;
 use crate::envoy;
-use bcsp_guard::host::header_map;
-use bcsp_guard::host::metrics::Stats;
-use bcsp_guard::host::reply::Reply;
-use bcsp_guard::host::request::{
-    on_request_body, on_request_headers, BodyState, Guard, Outcome, Ports, RequestHost, TokenPort,
-};
+use bcsp_guard::pipeline::header_map;
+use bcsp_guard::pipeline::metrics::Stats;
+use bcsp_guard::pipeline::record::{Edit, Recorder};
+use bcsp_guard::pipeline::{Guard, Outcome, Ports, TokenPort};
 use bcsp_guard::policy::client_ip::ClientIpRule;
 use bcsp_guard::policy::decide::{check_key, Decision, RequestView};
 use bcsp_guard::policy::routes::{clean_path, RouteMatch};
 use bcsp_guard::policy::time::{format_rfc3339, parse_rfc3339};
 use bcsp_guard::policy::Policy;
 use bcsp_guard::token::plan::Missing;
-use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Mutex;
@@ -43,51 +41,6 @@ static CAPTURE: Capture = Capture;
 
 fn captured() -> Vec<String> {
     LINES.lock().map(|l| l.clone()).unwrap_or_default()
-}
-
-/// Envoy as the request path sees it, recording what the filter does.
-struct Recording {
-    headers: RefCell<Vec<(String, String)>>,
-    source: Option<String>,
-    now_ms: i64,
-    body: Vec<u8>,
-    replies: RefCell<Vec<Reply>>,
-    /// Header changes in order: `(name, Some(value))` set, `(name, None)` removed.
-    changes: RefCell<Vec<(String, Option<String>)>>,
-}
-
-impl RequestHost for Recording {
-    fn request_headers(&self) -> Vec<u8> {
-        header_map::encode(&self.headers.borrow())
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        match path {
-            ["source", "address"] => self.source.clone().map(String::into_bytes),
-            _ => None,
-        }
-    }
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
-        let present = header_map::replace(&mut self.headers.borrow_mut(), name, value);
-        if present || value.is_some() {
-            self.changes
-                .borrow_mut()
-                .push((name.to_owned(), value.map(str::to_owned)));
-        }
-    }
-    fn send_reply(&self, reply: &Reply) {
-        self.replies.borrow_mut().push(Reply {
-            status: reply.status,
-            headers: reply.headers.clone(),
-            body: reply.body.clone(),
-        });
-    }
-    fn increment(&self, _metric: Option<u32>) {}
-    fn now_ms(&self) -> i64 {
-        self.now_ms
-    }
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        Some(self.body.iter().take(len).copied().collect())
-    }
 }
 
 /// Offline there is no metadata server: a token is assumed to be available.
@@ -234,14 +187,13 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
 
     let _ = log::set_logger(&CAPTURE);
     log::set_max_level(log::LevelFilter::Info);
-    let host = Recording {
-        headers: RefCell::new(headers.clone()),
-        source,
-        now_ms,
-        body: body.clone(),
-        replies: RefCell::default(),
-        changes: RefCell::default(),
-    };
+    let mut host = Recorder::new(headers.clone(), now_ms);
+    if let Some(s) = source {
+        host = host.with_property("source.address", s);
+    }
+    if !body.is_empty() {
+        host = host.with_body(body);
+    }
     let guard = Guard {
         stats: Stats::define(&policy, |_, _| None),
         policy,
@@ -250,14 +202,7 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         tokens: Some(&AssumedToken),
         lockout: None,
     };
-    let step = on_request_headers(&host, &guard, ports, body.is_empty());
-    let mut state = step.body;
-    let outcome = match step.outcome {
-        Outcome::ReadBody | Outcome::Forward if state != BodyState::Closed => {
-            on_request_body(&host, &guard, ports, &mut state, body.len(), true)
-        }
-        other => other,
-    };
+    let effects = host.run(&guard, ports);
 
     println!(
         "request: {method} {path} from {}",
@@ -279,8 +224,7 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         .into_iter()
         .map(|l| l.trim_start_matches("bcsp-guard: ").to_owned())
         .collect();
-    let replies = host.replies.borrow();
-    if let (Some(reply), true) = (replies.last(), outcome == Outcome::Replied) {
+    if let (Some(reply), Outcome::Replied) = (effects.reply(), &effects.outcome) {
         let code = serde_json::from_str::<serde_json::Value>(&reply.body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
@@ -302,10 +246,10 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         println!("note: {w}");
     }
     println!("upstream request changes:");
-    for (name, value) in host.changes.borrow().iter() {
-        match value {
-            Some(v) => println!("  set     {name}: {v}"),
-            None => println!("  removed {name}"),
+    for edit in &effects.edits {
+        match edit {
+            Edit::Set(name, v) => println!("  set     {name}: {v}"),
+            Edit::Removed(name) => println!("  removed {name}"),
         }
     }
     println!("  (lockout state lives in Envoy and is not known here)");

@@ -1,11 +1,14 @@
-//! The request path, written against small host traits so it runs natively in tests and on
-//! any proxy-wasm host: read headers → IP → lockout → credential or webhook signature →
-//! route → body limits → strip, stamp, inject or reply.
+//! The request path, one pure pipeline over small host traits: read headers → IP → lockout →
+//! credential or webhook signature → route → body limits → strip, stamp, inject or reply.
+//! Both hosts (the proxy-wasm module and the Envoy dynamic module) call it; so do the CLI's
+//! `explain`, the benchmark, the fuzz target and the property tests, through [`record`].
 
-use super::header_map;
-use super::held::HoldEnd;
-use super::metrics::Stats;
-use super::reply::Reply;
+pub mod header_map;
+pub mod held;
+pub mod metrics;
+pub mod record;
+pub mod reply;
+
 use crate::config::fields::printable as fields_printable;
 use crate::policy::client_ip::{ClientIpRule, Unknown};
 use crate::policy::decide::{
@@ -17,6 +20,9 @@ use crate::policy::routes::{clean_path, is_json_media_type, RouteMatch};
 use crate::policy::webhook::SignatureError;
 use crate::policy::Policy;
 use crate::token::plan::Missing;
+use held::HoldEnd;
+use metrics::Stats;
+use reply::Reply;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -362,7 +368,7 @@ static WARNED_BODY_WITHHELD: AtomicBool = AtomicBool::new(false);
 pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>, why: HoldEnd) {
     host.increment(guard.stats.denied_webhook_incomplete);
     let id = request_id.map_or_else(|| "-".to_owned(), fields_printable);
-    let secs = super::held::BODY_DEADLINE_MS / 1000;
+    let secs = held::BODY_DEADLINE_MS / 1000;
     let reply = match why {
         HoldEnd::Withheld => {
             if !WARNED_BODY_WITHHELD.swap(true, Ordering::Relaxed) {

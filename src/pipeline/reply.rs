@@ -13,7 +13,7 @@ pub const BODY_UNAVAILABLE: &str = "webhook_body_unavailable";
 pub const REQUEST_TIMEOUT: &str = "request_timeout";
 
 /// A local reply, ready for the host.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,

@@ -10,7 +10,7 @@
 use super::*;
 use crate::config;
 use crate::host::lockout::LockoutBook;
-use crate::host::metrics::Kind;
+use crate::pipeline::metrics::Kind;
 use crate::policy::keys::SecretHash;
 
 /// Runs the headers phase the way the Wasm glue does on this host: a lockout port exactly
@@ -391,7 +391,7 @@ fn a_config_without_upstream_token_never_touches_the_token_port() {
 
 #[test]
 fn the_shipped_service_extensions_config_authenticates_on_such_a_host() {
-    let shipped = include_str!("../../../../deploy/service-extensions/plugin-config.json");
+    let shipped = include_str!("../../../deploy/service-extensions/plugin-config.json");
     let mut config: serde_json::Value = serde_json::from_str(shipped).expect("plugin-config.json");
     assert!(config.get("upstream_token").is_none());
     config["keys"][0]["sha256"] = SecretHash::of(b"alpha").to_hex().into();

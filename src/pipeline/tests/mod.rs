@@ -10,8 +10,8 @@ mod webhooks;
 
 use super::*;
 use crate::config;
-use crate::host::metrics::Kind;
 use crate::host::testing::*;
+use crate::pipeline::metrics::Kind;
 use crate::policy::keys::SecretHash;
 use std::cell::RefCell;
 use std::net::IpAddr;
