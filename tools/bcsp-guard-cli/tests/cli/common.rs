@@ -79,3 +79,10 @@ pub(crate) const SECRET: &str = "cli-suite-secret-0b9e7d";
 pub(crate) fn sha256_hex(s: &str) -> String {
     SecretHash::of(s.as_bytes()).to_hex()
 }
+
+/// `bcsp-guard check` on an Envoy YAML written to a scratch file.
+pub(crate) fn check_envoy_yaml(yaml: &str) -> Run {
+    let dir = Dir::new("check-envoy");
+    let file = dir.file("envoy.yaml", yaml);
+    cli(&["check", &file])
+}

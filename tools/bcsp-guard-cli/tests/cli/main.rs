@@ -4,6 +4,8 @@
 mod common;
 
 mod check;
+mod check_routes;
+mod check_webhooks;
 mod explain;
 mod ipranges;
 mod keygen;

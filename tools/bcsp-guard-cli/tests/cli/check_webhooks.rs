@@ -2,8 +2,8 @@
 //! its signature is verified, which needs the Wasm plugin config's
 //! `allow_on_headers_stop_iteration: true`; the check requires it and says where it goes.
 
+use crate::common::check_envoy_yaml as check;
 use serde_json::json;
-use std::process::Command;
 
 const HCM: &str = "          use_remote_address: true\n          normalize_path: true\n          merge_slashes: true\n          path_with_escaped_slashes_action: REJECT_REQUEST\n";
 const BUFFER: &str = "          - name: envoy.filters.http.buffer\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              max_request_bytes: 2097152\n";
@@ -62,34 +62,6 @@ fn bootstrap(listeners: &[String]) -> String {
         ));
     }
     out
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn check(yaml: &str) -> Run {
-    let dir = std::env::temp_dir().join(format!(
-        "bcsp-guard-check-webhooks-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bcsp-guard"))
-        .arg("check")
-        .arg(&file)
-        .output()
-        .expect("run bcsp-guard");
-    let _ = std::fs::remove_dir_all(&dir);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]

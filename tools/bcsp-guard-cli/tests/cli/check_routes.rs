@@ -2,30 +2,9 @@
 //! route Envoy finally takes follows the edited headers, while a Wasm filter only ever reads the
 //! first route's cluster (checked in Envoy 1.36 and 1.40).
 
+use crate::common::check_envoy_yaml;
 use bcsp_guard::policy::keys::SecretHash;
 use serde_json::{json, Value};
-use std::process::Command;
-
-fn check(yaml: &str, tag: &str) -> (i32, String, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "bcsp-guard-cli-routes-{tag}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bcsp-guard"))
-        .arg("check")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// An Envoy config whose first route matches `header: value`.
 fn envoy(filter: &Value, header: &str) -> String {
@@ -90,7 +69,8 @@ fn audience_by_cluster_with_routes_on_an_edited_header_is_refused() {
         "authorization",
         "x-serverless-authorization",
     ] {
-        let (code, out, err) = check(&envoy(&filter(true), header), "refused");
+        let r = check_envoy_yaml(&envoy(&filter(true), header));
+        let (code, out, err) = (r.code, r.stdout, r.stderr);
         assert_eq!(code, 1, "{header}: {out}{err}");
         assert!(
             err.contains(&format!(
@@ -103,7 +83,8 @@ fn audience_by_cluster_with_routes_on_an_edited_header_is_refused() {
 
 #[test]
 fn routes_on_an_edited_header_without_audience_by_cluster_get_a_warning() {
-    let (code, out, err) = check(&envoy(&filter(false), "x-bcsp-key-id"), "warned");
+    let r = check_envoy_yaml(&envoy(&filter(false), "x-bcsp-key-id"));
+    let (code, out, err) = (r.code, r.stdout, r.stderr);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("matches on header `x-bcsp-key-id`, which bcsp-guard removes or sets"),
@@ -113,7 +94,8 @@ fn routes_on_an_edited_header_without_audience_by_cluster_get_a_warning() {
 
 #[test]
 fn routes_on_other_headers_are_fine() {
-    let (code, out, err) = check(&envoy(&filter(true), "x-tenant"), "fine");
+    let r = check_envoy_yaml(&envoy(&filter(true), "x-tenant"));
+    let (code, out, err) = (r.code, r.stdout, r.stderr);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("matches on header"), "{out}");
 }
