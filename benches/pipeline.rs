@@ -14,10 +14,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
 use std::rc::Rc;
 
-const POLICY: &str = include_str!("../bench/configs/bcsp-guard-policy.json");
-/// The secret of key `genesys-2026q4` (the middle one of three).
-const SECRET: &str = "E4aOTJqw/r/R+dMx+MD90UT7P9cHXu03KQpeMXOKYLc=";
-const NOW_MS: i64 = 1_795_000_000_000; // 2026-11
+mod fixture;
+use fixture::{NOW_MS, POLICY, SECRET};
+
 const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJiZW5jaCJ9.c2lnbmF0dXJl";
 
 /// The worker's cache with a usable token, as on every request between refreshes.
@@ -32,33 +31,12 @@ impl TokenPort for Cached {
     }
 }
 
-/// One Genesys call as the filter sees it: the client's headers plus what Envoy adds (the
-/// peer appended to X-Forwarded-For: the last entry, inside the allowlist's last CIDR).
+/// The shared Genesys call, owned (the recorder keeps its headers).
 fn headers(key: &str, xff: &str) -> Vec<(String, String)> {
-    [
-        (":authority", "bcsp.example.com"),
-        (":path", "/bots/bench-bot"),
-        (":method", "GET"),
-        (":scheme", "https"),
-        ("user-agent", "Genesys-Cloud-Bot-Connector/2.0"),
-        ("accept", "application/json"),
-        ("content-type", "application/json"),
-        ("x-bcsp-key", key),
-        ("x-forwarded-for", xff),
-        (
-            "x-genesys-conversation-id",
-            "0f9a1c2e-5b7d-4e21-9c3a-8d6f0b1e2a47",
-        ),
-        (
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ),
-        ("x-forwarded-proto", "https"),
-        ("x-request-id", "5db52d7b-7479-409b-b0ba-b9a446854f1b"),
-    ]
-    .iter()
-    .map(|(n, v)| (n.to_string(), v.to_string()))
-    .collect()
+    fixture::headers(key, xff)
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

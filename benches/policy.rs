@@ -13,37 +13,8 @@ use bcsp_guard::policy::routes::{Route, RouteMatch, Routes};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
-const POLICY: &str = include_str!("../bench/configs/bcsp-guard-policy.json");
-/// The secret of key `genesys-2026q4` (the middle one of three).
-const SECRET: &str = "E4aOTJqw/r/R+dMx+MD90UT7P9cHXu03KQpeMXOKYLc=";
-const NOW_MS: i64 = 1_795_000_000_000; // 2026-11
-
-/// What the filter sees for one Genesys call: the client's headers plus what Envoy adds
-/// (the peer appended to X-Forwarded-For: the last entry, inside the allowlist's last CIDR).
-fn headers<'a>(key: &'a str, xff: &'a str) -> Vec<(&'a str, &'a str)> {
-    [
-        (":authority", "bcsp.example.com"),
-        (":path", "/bots/bench-bot"),
-        (":method", "GET"),
-        (":scheme", "https"),
-        ("user-agent", "Genesys-Cloud-Bot-Connector/2.0"),
-        ("accept", "application/json"),
-        ("content-type", "application/json"),
-        ("x-bcsp-key", key),
-        ("x-forwarded-for", xff),
-        (
-            "x-genesys-conversation-id",
-            "0f9a1c2e-5b7d-4e21-9c3a-8d6f0b1e2a47",
-        ),
-        (
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ),
-        ("x-forwarded-proto", "https"),
-        ("x-request-id", "5db52d7b-7479-409b-b0ba-b9a446854f1b"),
-    ]
-    .to_vec()
-}
+mod fixture;
+use fixture::{headers, NOW_MS, POLICY, SECRET};
 
 fn bench(c: &mut Criterion) {
     let policy = config::compile(POLICY.as_bytes()).expect("bench policy compiles");
