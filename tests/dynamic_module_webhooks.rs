@@ -32,40 +32,17 @@ fn stack(max_body: Option<u64>) -> Stack {
     )
 }
 
-fn signature(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
-}
-
-/// Requests Envoy's router began to send to the upstream cluster.
-fn upstream_requests(envoy: &Envoy) -> u64 {
-    let text = envoy.admin_get("/stats?filter=^cluster\\.bcsp\\.upstream_rq_total$");
-    text.trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no upstream_rq_total in {text:?}"))
-}
-
-fn event(len: usize) -> Vec<u8> {
-    let mut b = br#"{"id":"evt-1","type":"Text","text":""#.to_vec();
-    while b.len() + 2 < len {
-        b.push(b'a' + (b.len() % 26) as u8);
-    }
-    b.extend_from_slice(br#""}"#);
-    b
-}
-
 #[test]
 fn signed_delivery_in_chunks_reaches_the_upstream_whole() {
     if !dynmod_supported() {
         return;
     }
     let stack = stack(None);
-    let body = event(4000);
+    let body = om_event(4000);
     let parts: Vec<Vec<u8>> = body.chunks(1000).map(<[u8]>::to_vec).collect();
     let r = request("POST", "/openmessaging/inbound")
         .to(stack.envoy.addr())
-        .header("x-hub-signature-256", &signature(OM_SECRET, &body))
+        .header("x-hub-signature-256", &om_signature(OM_SECRET, &body))
         .header("x-bcsp-key-id", "forged")
         .chunked("application/json", parts)
         .send();
@@ -78,10 +55,10 @@ fn signed_delivery_in_chunks_reaches_the_upstream_whole() {
         seen.headers
     );
 
-    let small = event(300);
+    let small = om_event(300);
     let r = request("POST", "/openmessaging")
         .to(stack.envoy.addr())
-        .header("x-hub-signature-256", &signature(OM_SECRET, &small))
+        .header("x-hub-signature-256", &om_signature(OM_SECRET, &small))
         .body("application/json", small.clone())
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -96,8 +73,8 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
         return;
     }
     let stack = stack(Some(2048));
-    let body = event(1500);
-    let wrong = signature("not-the-secret", &body);
+    let body = om_event(1500);
+    let wrong = om_signature("not-the-secret", &body);
     let parts: Vec<Vec<u8>> = body.chunks(500).map(<[u8]>::to_vec).collect();
     for (tag, sig) in [("wrong", Some(wrong.as_str())), ("missing", None)] {
         let id = rid(tag);
@@ -113,10 +90,10 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
         assert_eq!(r.json()["request_id"], id.as_str());
     }
     // Larger than max_body_bytes, streamed: refused unread (413), as the Wasm build does.
-    let big = event(5000);
+    let big = om_event(5000);
     let r = request("POST", "/openmessaging/inbound")
         .to(stack.envoy.addr())
-        .header("x-hub-signature-256", &signature(OM_SECRET, &big))
+        .header("x-hub-signature-256", &om_signature(OM_SECRET, &big))
         .chunked(
             "application/json",
             big.chunks(1000).map(<[u8]>::to_vec).collect(),
@@ -125,7 +102,13 @@ fn bad_missing_or_oversized_signatures_never_reach_the_upstream() {
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.json()["error"], "payload_too_large");
     // Nothing was even started towards the upstream: the headers were held in the module.
-    assert_eq!(upstream_requests(&stack.envoy), 0);
+    assert_eq!(
+        stack
+            .envoy
+            .upstream_rq_total()
+            .expect("cluster.bcsp.upstream_rq_total"),
+        0
+    );
     assert_eq!(stack.upstream.count(), 0);
     assert_eq!(
         stack.envoy.counter("bcsp_guard.denied.webhook_signature"),
@@ -152,7 +135,7 @@ fn a_delivery_ended_by_trailers_is_still_verified_before_release() {
             .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
             .trailers(true),
     );
-    let body = event(600);
+    let body = om_event(600);
     let raw = |sig: &str| {
         let mut r = format!(
             "POST /openmessaging/inbound HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
@@ -164,15 +147,27 @@ fn a_delivery_ended_by_trailers_is_still_verified_before_release() {
         r.extend_from_slice(b"\r\n0\r\nx-trace: t1\r\n\r\n");
         r
     };
-    let bad = send_raw(stack.envoy.addr(), None, &raw(&signature("wrong", &body))).expect("send");
+    let bad = send_raw(
+        stack.envoy.addr(),
+        None,
+        &raw(&om_signature("wrong", &body)),
+    )
+    .expect("send");
     assert_eq!(bad.status, 401, "{}", bad.text());
     assert_eq!(
-        upstream_requests(&stack.envoy),
+        stack
+            .envoy
+            .upstream_rq_total()
+            .expect("cluster.bcsp.upstream_rq_total"),
         0,
         "unverified headers went upstream"
     );
-    let good =
-        send_raw(stack.envoy.addr(), None, &raw(&signature(OM_SECRET, &body))).expect("send");
+    let good = send_raw(
+        stack.envoy.addr(),
+        None,
+        &raw(&om_signature(OM_SECRET, &body)),
+    )
+    .expect("send");
     assert_eq!(good.status, 200, "{}", good.text());
     assert_eq!(stack.upstream.last().body, body);
 }
@@ -193,7 +188,7 @@ fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
             .vm_env("OM_DYNMOD_SECRET", OM_SECRET)
             .metadata_hop(emu.addr()),
     );
-    let body = event(2000);
+    let body = om_event(2000);
     let send = |sig: &str| {
         request("POST", "/openmessaging/inbound")
             .to(stack.envoy.addr())
@@ -205,7 +200,7 @@ fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
             )
             .send()
     };
-    let r = send(&signature(OM_SECRET, &body));
+    let r = send(&om_signature(OM_SECRET, &body));
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = stack.upstream.last();
     assert_eq!(seen.body, body);
@@ -214,7 +209,7 @@ fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
     let jwt = auth[0].strip_prefix("Bearer ").expect("Bearer scheme");
     assert_eq!(decode_claims(jwt).expect("emulator JWT").aud, aud);
 
-    let r = send(&signature("wrong", &body));
+    let r = send(&om_signature("wrong", &body));
     assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(stack.upstream.count(), 1);
 }

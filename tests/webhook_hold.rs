@@ -17,27 +17,12 @@ const KEY: &str = "k3y-hold-suite-0b7d3c";
 const AUD: &str = "https://bcsp-hold.a.run.app";
 const LIMIT: usize = 4096;
 
-fn signature(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
-}
-
 fn hex_signature(body: &[u8]) -> String {
     let hex: String = hmac_sha256(OM_SECRET.as_bytes(), body)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256={hex}")
-}
-
-/// An Open Messaging-like event of exactly `len` bytes.
-fn event(len: usize) -> Vec<u8> {
-    let head = r#"{"id":"evt-h","channel":{"platform":"Open"},"type":"Text","text":""#;
-    let mut b = head.as_bytes().to_vec();
-    while b.len() + 2 < len {
-        b.push(b'a' + (b.len() % 26) as u8);
-    }
-    b.extend_from_slice(br#""}"#);
-    b
 }
 
 /// The tested chain: bcsp-guard then the router, nothing else; `upstream_token` against the
@@ -193,7 +178,7 @@ struct Seen {
 }
 
 fn send(addr: std::net::SocketAddr, proto: Proto, c: &Case, id: &str) -> Seen {
-    let body = event(c.len);
+    let body = om_event(c.len);
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("x-request-id".to_string(), id.to_string()),
@@ -203,9 +188,9 @@ fn send(addr: std::net::SocketAddr, proto: Proto, c: &Case, id: &str) -> Seen {
         ),
     ];
     let sig = match c.sig {
-        Sig::Good => Some(signature(OM_SECRET, &body)),
+        Sig::Good => Some(om_signature(OM_SECRET, &body)),
         Sig::Missing => None,
-        Sig::Wrong => Some(signature("not-the-om-secret-0123456", &body)),
+        Sig::Wrong => Some(om_signature("not-the-om-secret-0123456", &body)),
         Sig::Hex => Some(hex_signature(&body)),
     };
     if let Some(s) = sig {
@@ -306,7 +291,7 @@ fn run(t: &Tapped, proto: Proto, c: &Case) -> Result<String, String> {
     }
     if c.want == 200 {
         let got = t.upstream.last();
-        if whole != 1 || got.body != event(c.len) {
+        if whole != 1 || got.body != om_event(c.len) {
             return fail("want the whole body upstream, once".into());
         }
         if got.header("x-request-id") != Some(id.as_str()) {
@@ -429,12 +414,12 @@ fn a_delivery_whose_body_stalls_gets_408_at_the_deadline() {
     use std::io::{Read, Write};
     let metadata = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     let t = Tapped::start(&config(&metadata));
-    let body = event(900);
+    let body = om_event(900);
     let id = rid("stall");
     let head = format!(
         "POST /openmessaging HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
          x-request-id: {id}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
-        signature(OM_SECRET, &body),
+        om_signature(OM_SECRET, &body),
         body.len()
     );
     let before = t.upstream_mark();

@@ -162,6 +162,12 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 impl Envoy {
+    /// Requests Envoy's router began to send to the `bcsp` cluster (`None`: no such stat yet).
+    pub fn upstream_rq_total(&self) -> Option<u64> {
+        let text = self.admin_get("/stats?filter=^cluster\\.bcsp\\.upstream_rq_total$");
+        text.trim().rsplit(' ').next().and_then(|n| n.parse().ok())
+    }
+
     /// Start Envoy in front of `upstream` and wait until it is LIVE.
     pub fn start(cfg: &EnvoyConfig, upstream: SocketAddr) -> Envoy {
         let Launched {

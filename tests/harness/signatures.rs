@@ -39,3 +39,20 @@ pub fn base64(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// The `X-Hub-Signature-256` value Genesys sends: `sha256=<base64(HMAC-SHA256(secret, body))>`.
+pub fn om_signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
+}
+
+/// An Open Messaging-like event body of exactly `len` bytes (for `len` past its fixed head).
+pub fn om_event(len: usize) -> Vec<u8> {
+    let head =
+        r#"{"id":"evt-1","channel":{"platform":"Open","type":"Public"},"type":"Text","text":""#;
+    let mut b = head.as_bytes().to_vec();
+    while b.len() + 2 < len {
+        b.push(b'a' + (b.len() % 26) as u8);
+    }
+    b.extend_from_slice(br#""}"#);
+    b
+}

@@ -13,15 +13,6 @@ use crate::transport::*;
 use metadata_emulator::decode_claims;
 use serde_json::Value;
 
-pub(crate) fn upstream_rq_total(envoy: &Envoy) -> u64 {
-    let text = envoy.admin_get("/stats?filter=^cluster\\.bcsp\\.upstream_rq_total$");
-    text.trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 pub(crate) fn error_code(status: u16) -> &'static str {
     match status {
         401 => "unauthenticated",
@@ -183,7 +174,7 @@ pub(crate) struct Env {
 /// One row over one protocol: Ok(observed summary) or Err(why it failed).
 pub(crate) fn run_one(env: &Env, row: &Row, via: Via, want: Want) -> Result<String, String> {
     let up = &env.stack.upstream;
-    let (seen_before, rq_before) = (up.count(), upstream_rq_total(&env.stack.envoy));
+    let (seen_before, rq_before) = (up.count(), env.stack.envoy.upstream_rq_total().unwrap_or(0));
     let addr = env.stack.envoy.addr();
     let obs = match via {
         Via::Raw => send_h1(addr, &row.req),
@@ -195,7 +186,7 @@ pub(crate) fn run_one(env: &Env, row: &Row, via: Via, want: Want) -> Result<Stri
         std::thread::sleep(Duration::from_millis(5));
     }
     let seen: Vec<Seen> = up.requests().into_iter().skip(seen_before).collect();
-    let rq = upstream_rq_total(&env.stack.envoy) - rq_before;
+    let rq = env.stack.envoy.upstream_rq_total().unwrap_or(0) - rq_before;
     let shown = obs.show();
     let fail = |why: String| format!("{why}; client saw {shown} {}", obs.detail);
     let upstream_nothing = |what: &str| -> Result<(), String> {
