@@ -152,23 +152,40 @@ fn allowlist_uses_the_peer_address_and_spoofed_forwarded_for_does_not_help() {
     );
     drop(stack);
 
-    // Without use_remote_address Envoy's source address comes from X-Forwarded-For: the
-    // downstream rule sees that (port 0) and refuses rather than trust the header.
+    // Without use_remote_address Envoy's `source.address` would come from X-Forwarded-For; the
+    // module reads the connection's direct peer instead, so the rule still holds: the real peer
+    // is admitted whatever it forwards, a forged entry from another peer changes nothing.
     let filter = json!({
         "keys": [key("k", SECRET)],
         "client_ip": {"from": "downstream"},
         "allow_cidrs": ["127.0.0.2/32"],
     });
     let stack = Stack::start(&native(filter).use_remote_address(false));
+    let ok = stack
+        .request("/bots")
+        .from(lo(2))
+        .header("x-bcsp-key", SECRET)
+        .header("x-forwarded-for", "198.51.100.9")
+        .send();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let id = rid("spoof-no-ura");
     let spoofed = stack
         .request("/bots")
         .from(lo(3))
         .header("x-bcsp-key", SECRET)
         .header("x-forwarded-for", "127.0.0.2")
+        .header("x-request-id", &id)
         .send();
-    assert_eq!(spoofed.status, 403, "{}", spoofed.text());
-    let log = stack.envoy.wait_for_log("came from X-Forwarded-For");
-    assert!(log.contains("set use_remote_address: true"), "{log}");
+    assert_denied(&spoofed, 403, &id);
+    assert_eq!(stack.upstream.count(), 1);
+    // The refusal names the peer the module saw: the TCP peer, not the forged entry.
+    let log = stack.envoy.wait_for_log("bcsp-guard: denied 403");
+    let line = log
+        .lines()
+        .find(|l| l.contains("bcsp-guard: denied 403"))
+        .unwrap_or_default();
+    assert!(line.contains("127.0.0.3"), "{line}");
+    assert!(!log.contains("came from X-Forwarded-For"), "{log}");
 }
 
 #[test]

@@ -35,6 +35,20 @@ impl StreamHost {
         ok.then(|| unsafe { out.bytes() }.to_vec())
     }
 
+    /// The TCP peer of this stream's connection, as `ip:port`.
+    fn direct_peer(&self) -> Option<Vec<u8>> {
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: `ptr` is the live filter of this hook; `out` is a valid out-pointer and
+        // the bytes are copied before any setter runs.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
+                self.ptr, &mut out,
+            )
+        };
+        // SAFETY: Envoy filled `out` with a buffer valid until this hook returns.
+        ok.then(|| unsafe { out.bytes() }.to_vec())
+    }
+
     /// Every entry of one of the stream's header maps (`abi::REQUEST_HEADER`, `REQUEST_TRAILER`)
     /// as Envoy holds it: a repeated name arrives as separate values, never joined, in the
     /// encoding the core decodes.
@@ -97,11 +111,13 @@ impl RequestHost for StreamHost {
         self.header_map(abi::REQUEST_HEADER)
     }
 
-    /// The properties the core asks for, mapped to Envoy attributes. `upstream.address` is
+    /// The properties the core asks for, mapped to what Envoy offers. `source.address` is the
+    /// connection's direct peer, never an address taken from X-Forwarded-For, so the
+    /// `downstream` rule holds whatever `use_remote_address` says. `upstream.address` is
     /// absent: this host holds a webhook's headers itself, so none can have gone ahead.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
-            ["source", "address"] => self.attribute(abi::ATTRIBUTE_SOURCE_ADDRESS),
+            ["source", "address"] => self.direct_peer(),
             ["xds", "cluster_name"] => self.attribute(abi::ATTRIBUTE_XDS_CLUSTER_NAME),
             _ => None,
         }
