@@ -213,3 +213,60 @@ fn a_delivery_before_the_first_token_waits_for_token_and_signature() {
     assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(stack.upstream.count(), 1);
 }
+
+/// A webhook secret held by Envoy itself, as a generic secret in the bootstrap: the module reads
+/// it while its configuration is created; nothing in the filter JSON or the environment.
+#[test]
+fn webhook_secret_from_an_envoy_generic_secret() {
+    if !dynmod_supported() {
+        return;
+    }
+    let hooks = json!({
+        "keys": [key("genesys", KEY)],
+        "webhooks": [{"path_prefix": "/openmessaging", "secret_generic": "om-webhook"}],
+    });
+    let cfg = EnvoyConfig::new(hooks.clone())
+        .artifact(Artifact::DynamicModule)
+        .generic_secret("om-webhook", OM_SECRET);
+    let stack = Stack::start(&cfg);
+    let body = om_event(600);
+    let signed = |secret: &str| {
+        request("POST", "/openmessaging")
+            .to(stack.envoy.addr())
+            .header("x-hub-signature-256", &om_signature(secret, &body))
+            .body("application/json", body.clone())
+            .send()
+    };
+    let r = signed(OM_SECRET);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(stack.upstream.last().body, body);
+    assert_eq!(signed("some-other-secret-value-123").status, 401);
+    assert_eq!(stack.upstream.count(), 1);
+    let log = stack.envoy.wait_for_log("Envoy generic secret om-webhook");
+    assert!(log.contains("Envoy generic secret om-webhook"), "{log}");
+    stack.envoy.assert_log_free_of(&[OM_SECRET], &[]);
+    drop(stack);
+
+    // A name Envoy does not hold: the configuration is refused, naming the field.
+    let (code, log) = Envoy::expect_config_failure(
+        &EnvoyConfig::new(hooks.clone()).artifact(Artifact::DynamicModule),
+    );
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("bcsp-guard: invalid configuration: webhooks[0].secret_generic: Envoy has no generic secret `om-webhook`"),
+        "{log}"
+    );
+    // The Wasm build cannot read Envoy's secrets, and says so by field.
+    let (code, log) = Envoy::expect_config_failure(
+        &EnvoyConfig::new(hooks)
+            .artifact(Artifact::Wasm)
+            .generic_secret("om-webhook", OM_SECRET),
+    );
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains(
+            "webhooks[0].secret_generic: Envoy generic secrets reach only the dynamic-module build"
+        ),
+        "{log}"
+    );
+}

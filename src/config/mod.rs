@@ -103,6 +103,18 @@ impl Bounds {
 /// Reads an environment variable of the Wasm VM (Envoy's `vm_config.environment_variables`).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Reads one of Envoy's generic secrets by name; `Err` says why it is not there.
+pub type GenericSecretLookup<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Where webhook secrets named in the configuration are read from.
+#[derive(Clone, Copy)]
+pub struct SecretLookups<'a> {
+    /// `secret_env`.
+    pub env: EnvLookup<'a>,
+    /// `secret_generic`: Envoy's generic secrets, which only the dynamic module can read.
+    pub generic: Option<GenericSecretLookup<'a>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// `keys[1].sha256`, or empty for the document as a whole.
@@ -140,6 +152,15 @@ pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
 /// [`compile`] with the environment given explicitly (the CLI checks an Envoy YAML's
 /// `vm_config.environment_variables` this way).
 pub fn compile_with_env(json: &[u8], env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
+    compile_with_secrets(json, SecretLookups { env, generic: None })
+}
+
+/// [`compile`] with every secret source given explicitly (the dynamic module adds Envoy's
+/// generic secrets).
+pub fn compile_with_secrets(
+    json: &[u8],
+    secrets: SecretLookups<'_>,
+) -> Result<Policy, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(ConfigError::at("", "is empty; at least `keys` is required"));
     }
@@ -165,10 +186,10 @@ pub fn compile_with_env(json: &[u8], env: EnvLookup<'_>) -> Result<Policy, Confi
             format!("unexpected content after the configuration object: {e}"),
         )
     })?;
-    compile_raw(raw, env)
+    compile_raw(raw, secrets)
 }
 
-fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError> {
+fn compile_raw(raw: RawConfig, secrets: SecretLookups<'_>) -> Result<Policy, ConfigError> {
     let keys = compile_keys(&raw.keys)?;
     let client_ip = compile_client_ip(raw.client_ip.as_ref())?;
     let mut cidrs = compile_cidrs(raw.allow_cidrs.as_deref().unwrap_or_default())?;
@@ -240,7 +261,7 @@ fn compile_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Policy, ConfigError
         raw.webhooks.as_deref().unwrap_or_default(),
         routes.as_ref(),
         &taken,
-        env,
+        secrets,
         &mut warnings,
     )?;
     let lockout = raw.lockout.as_ref().map(compile_lockout).transpose()?;
@@ -381,7 +402,7 @@ fn compile_webhooks(
     raw: &[RawWebhook],
     routes: Option<&Routes>,
     taken: &[(&str, String)],
-    env: EnvLookup<'_>,
+    secrets: SecretLookups<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Webhook>, ConfigError> {
     if raw.len() > MAX_WEBHOOKS {
@@ -431,8 +452,8 @@ fn compile_webhooks(
                 format!("`{header}` is also {what}"),
             ));
         }
-        let (secret, source, field) = match (&w.secret_env, &w.secret) {
-            (Some(name), None) => {
+        let (secret, source, field) = match (&w.secret_env, &w.secret, &w.secret_generic) {
+            (Some(name), None, None) => {
                 if !env_name_ok(name) {
                     return Err(ConfigError::at(
                         at("secret_env"),
@@ -442,7 +463,7 @@ fn compile_webhooks(
                         ),
                     ));
                 }
-                let value = env(name).ok_or_else(|| {
+                let value = (secrets.env)(name).ok_or_else(|| {
                     ConfigError::at(
                         at("secret_env"),
                         format!(
@@ -453,7 +474,25 @@ fn compile_webhooks(
                 })?;
                 (value, SecretSource::Env(name.clone()), "secret_env")
             }
-            (None, Some(s)) => {
+            (None, None, Some(name)) => {
+                if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+                    return Err(ConfigError::at(
+                        at("secret_generic"),
+                        "must be the name of an Envoy generic secret (1 to 256 characters)",
+                    ));
+                }
+                let lookup = secrets.generic.ok_or_else(|| {
+                    ConfigError::at(
+                        at("secret_generic"),
+                        "Envoy generic secrets reach only the dynamic-module build; \
+                         use secret_env with the Wasm build",
+                    )
+                })?;
+                let value =
+                    lookup(name).map_err(|why| ConfigError::at(at("secret_generic"), why))?;
+                (value, SecretSource::Generic(name.clone()), "secret_generic")
+            }
+            (None, Some(s), None) => {
                 warnings.push(format!(
                     "bcsp-guard: webhooks[{i}] ({prefix}) has an inline secret, which is stored in the Envoy config; \
                      prefer secret_env with vm_config.environment_variables"
@@ -463,7 +502,7 @@ fn compile_webhooks(
             _ => {
                 return Err(ConfigError::at(
                     format!("webhooks[{i}]"),
-                    "needs exactly one of `secret_env` (preferred) or `secret`",
+                    "needs exactly one of `secret_env` (preferred), `secret_generic` or `secret`",
                 ))
             }
         };

@@ -158,6 +158,8 @@ pub struct RawWebhook {
     pub secret_env: Option<String>,
     #[serde(default)]
     pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_generic: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -485,6 +485,50 @@ fn compile_env(json: &str) -> Result<Policy, String> {
 }
 
 #[test]
+fn webhook_secrets_from_envoy_generic_secrets_need_the_dynamic_module() {
+    let hook = r#","webhooks":[{"path_prefix":"/om","secret_generic":"om-hook"}]"#;
+    let json = with_key("", hook);
+    let e = compile_env(&json).unwrap_err();
+    assert!(
+        e.starts_with(
+            "webhooks[0].secret_generic: Envoy generic secrets reach only the dynamic-module build"
+        ),
+        "{e}"
+    );
+    let generic = |name: &str| match name {
+        "om-hook" => Ok("a-generic-secret-of-32-bytes-xyz".to_owned()),
+        _ => Err(format!(
+            "no generic secret `{name}` in static_resources.secrets"
+        )),
+    };
+    let lookups = SecretLookups {
+        env: &env,
+        generic: Some(&generic),
+    };
+    let p = compile_with_secrets(json.as_bytes(), lookups).unwrap();
+    let s = p.summary();
+    assert!(
+        s.contains("/om (header x-hub-signature-256, Envoy generic secret om-hook)"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("a-generic-secret") && p.warnings.is_empty(),
+        "{s}"
+    );
+    let missing = with_key(
+        "",
+        r#","webhooks":[{"path_prefix":"/om","secret_generic":"nope"}]"#,
+    );
+    let e = compile_with_secrets(missing.as_bytes(), lookups)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "webhooks[0].secret_generic: no generic secret `nope` in static_resources.secrets"
+    );
+}
+
+#[test]
 fn webhooks_take_their_secret_from_the_vm_environment() {
     let hook = r#","webhooks":[{"path_prefix":"/openmessaging","secret_env":"OM_WEBHOOK_SECRET"}]"#;
     let p = compile_env(&with_key("", hook)).unwrap();
@@ -528,7 +572,7 @@ fn webhook_errors_name_their_field_and_never_the_secret() {
         ),
         (
             r#","webhooks":[{"path_prefix":"/om"}]"#,
-            "webhooks[0]: needs exactly one of `secret_env` (preferred) or `secret`",
+            "webhooks[0]: needs exactly one of `secret_env` (preferred), `secret_generic` or `secret`",
         ),
         (
             r#","webhooks":[{"path_prefix":"/om","secret":"inline-secret-0123456789","secret_env":"OM_WEBHOOK_SECRET"}]"#,

@@ -148,6 +148,7 @@ impl Policy {
                 .map(|w| {
                     let source = match &w.source {
                         SecretSource::Env(name) => format!("secret from env {name}"),
+                        SecretSource::Generic(name) => format!("Envoy generic secret {name}"),
                         SecretSource::Inline => "inline secret".to_owned(),
                     };
                     format!("{} (header {}, {source})", w.path_prefix, w.header)

@@ -48,6 +48,8 @@ impl fmt::Debug for WebhookSecret {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
+    /// An Envoy generic secret, by name (dynamic module only).
+    Generic(String),
     Inline,
 }
 

@@ -61,6 +61,8 @@ pub struct EnvoyConfig {
     pub underscores: Option<&'static str>,
     /// Raw YAML for the virtual host's `routes:` list, replacing the generated one.
     pub routes_yaml: Option<String>,
+    /// Raw YAML list items under `static_resources.secrets` (indented 2 spaces).
+    pub static_secrets: String,
 }
 
 impl EnvoyConfig {
@@ -82,9 +84,21 @@ impl EnvoyConfig {
             trailers: false,
             underscores: None,
             routes_yaml: None,
+            static_secrets: String::new(),
             artifact: default_artifact(),
             extra_listeners: String::new(),
         }
+    }
+    /// One generic secret in the bootstrap (`static_resources.secrets`), inline.
+    pub fn generic_secret(mut self, name: &str, value: &str) -> Self {
+        let q = |s: &str| Value::String(s.to_string()).to_string();
+        let _ = writeln!(
+            self.static_secrets,
+            "  - name: {}\n    generic_secret: {{secret: {{inline_string: {}}}}}",
+            q(name),
+            q(value)
+        );
+        self
     }
     pub fn extra_listeners(mut self, yaml: &str) -> Self {
         self.extra_listeners = yaml.to_string();
@@ -249,7 +263,7 @@ impl EnvoyConfig {
             r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 static_resources:
-  listeners:
+{secrets}  listeners:
   - name: ingress
     address: {{socket_address: {{address: {listen}, port_value: 0, ipv4_compat: {compat}}}}}
 {buffer_limit}    filter_chains:
@@ -347,6 +361,11 @@ static_resources:
                  explicit_http_config: {http_protocol_options: {enable_trailers: true}}\n"
             } else {
                 ""
+            },
+            secrets = if self.static_secrets.is_empty() {
+                String::new()
+            } else {
+                format!("  secrets:\n{}", self.static_secrets)
             },
             listen = q(&self.listen_ip.to_string()),
             compat = self.ipv4_compat,

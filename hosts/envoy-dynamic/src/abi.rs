@@ -207,6 +207,24 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
+    /// Registers this config's interest in one of Envoy's generic secrets; only allowed while
+    /// the config is being created. An empty `config_source` names a secret of the bootstrap's
+    /// `static_resources.secrets`; otherwise it is a ConfigSource in JSON (an SDS subscription).
+    /// Returns the secret's id for [`envoy_dynamic_module_callback_http_filter_config_get_generic_secret`],
+    /// 0 when Envoy refused (it logs why). Like the direct peer address, read from Envoy
+    /// 1.40.0's machine code and its log strings, and checked by a real-Envoy test.
+    pub fn envoy_dynamic_module_callback_http_filter_config_generic_secret_subscribe(
+        config: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        config_source: ModuleBuffer,
+    ) -> u64;
+    /// The current value of a subscribed generic secret; false for an unknown id.
+    pub fn envoy_dynamic_module_callback_http_filter_config_get_generic_secret(
+        config: ConfigEnvoyPtr,
+        id: u64,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+
     pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
         config: ConfigEnvoyPtr,
     ) -> SchedulerPtr;

@@ -2,7 +2,7 @@
 //! the key-expiry gauge — a timer that wakes the main thread, which refreshes the process-wide
 //! token cache with config-level HTTP callouts.
 
-use crate::abi::{self, ConfigEnvoyPtr, ModuleBuffer, SchedulerPtr};
+use crate::abi::{self, ConfigEnvoyPtr, EnvoyBuffer, ModuleBuffer, SchedulerPtr};
 use crate::host::now_ms;
 use crate::tokens::{self, Fetched};
 use bcsp_guard::config::{self, ConfigError};
@@ -65,7 +65,12 @@ impl FilterConfig {
     /// Compiles the JSON and defines every metric (Envoy allows that only now). Logs and
     /// returns `None` on a bad configuration, so Envoy refuses it.
     pub fn new(envoy: ConfigEnvoyPtr, json: &[u8]) -> Option<Box<FilterConfig>> {
-        let policy = match config::compile(json) {
+        let generic = |name: &str| generic_secret(envoy, name);
+        let lookups = config::SecretLookups {
+            env: &|name| std::env::var(name).ok(),
+            generic: Some(&generic),
+        };
+        let policy = match config::compile_with_secrets(json, lookups) {
             Ok(p) => p,
             Err(e) => return refuse(&e),
         };
@@ -295,6 +300,41 @@ impl Drop for FilterConfig {
             let _ = t.join();
         }
     }
+}
+
+/// A webhook secret from Envoy's generic secrets: one in the bootstrap's
+/// `static_resources.secrets`, read once, now (SDS subscriptions deliver theirs only after the
+/// configuration exists, too late for a policy compiled once).
+fn generic_secret(envoy: ConfigEnvoyPtr, name: &str) -> Result<String, String> {
+    // SAFETY: called while Envoy creates this config (the only time it allows subscribing);
+    // the name buffer outlives the call; a null config source means a static secret.
+    let id = unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_generic_secret_subscribe(
+            envoy,
+            ModuleBuffer::of(name.as_bytes()),
+            ModuleBuffer::null(),
+        )
+    };
+    if id == 0 {
+        return Err(format!(
+            "Envoy has no generic secret `{name}` (declare it under static_resources.secrets)"
+        ));
+    }
+    let mut out = EnvoyBuffer::empty();
+    // SAFETY: main thread, the id Envoy just returned, a valid out-pointer; the bytes are
+    // copied before returning.
+    let ok = unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_get_generic_secret(
+            envoy, id, &mut out,
+        )
+    };
+    if !ok {
+        return Err(format!("Envoy's generic secret `{name}` has no value yet"));
+    }
+    // SAFETY: Envoy filled `out` with a buffer valid during this call.
+    let bytes = unsafe { out.bytes() };
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| format!("Envoy's generic secret `{name}` is not UTF-8 text"))
 }
 
 fn refuse(e: &ConfigError) -> Option<Box<FilterConfig>> {
