@@ -71,9 +71,10 @@ unit:
 	cargo test -p bcsp-guard --lib $(addprefix --test ,$(OFFLINE_SUITES))
 	cargo test --workspace --exclude bcsp-guard
 
-# On the newest Envoy, the suites that do not check the Wasm host itself also run against the
-# native build (docs/DYNAMIC_MODULE.md).
-DYNMOD_SUITES := spoofing tokens keys client_ip routes lockout
+# On the newest Envoy, the Wasm suites also run against the native build; a case that checks
+# the Wasm host itself says so and skips there (docs/DYNAMIC_MODULE.md).
+DYNMOD_SUITES := spoofing tokens keys client_ip routes lockout config observability rotation \
+  rotation_reload token_log webhooks webhook_hold ip_ranges
 
 e2e-latest: $(ENVOY) wasm dynmod
 	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard $(addprefix --test ,$(E2E_SUITES)) -- --test-threads 2

@@ -14,11 +14,17 @@ fn key_entry(id: &str) -> Value {
     json!({ "id": id, "sha256": secret_sha256() })
 }
 
-/// Start Envoy with `filter` and require exit status 1 and a plugin log line (`wasm log ...`)
-/// that contains every needle (a needle `a|b` is satisfied by either alternative).
+/// Start Envoy with `filter` and require exit status 1 and a plugin log line (`wasm log ...`,
+/// or the dynamic module's `[dynamic_modules]` logger) that contains every needle (a needle
+/// `a|b` is satisfied by either alternative).
 fn refused(filter: Value, needles: &[&str]) {
-    let (code, log) = Envoy::expect_config_failure(&EnvoyConfig::new(filter.clone()));
-    let plugin_lines: Vec<&str> = log.lines().filter(|l| l.contains("wasm log")).collect();
+    let cfg = EnvoyConfig::new(filter.clone());
+    let marker = match cfg.artifact {
+        Artifact::Wasm => "wasm log",
+        Artifact::DynamicModule => "[dynamic_modules]",
+    };
+    let (code, log) = Envoy::expect_config_failure(&cfg);
+    let plugin_lines: Vec<&str> = log.lines().filter(|l| l.contains(marker)).collect();
     assert_eq!(
         code,
         1,

@@ -69,10 +69,15 @@ fn counters_count_every_outcome_and_each_key() {
     let got: Vec<(&str, u64)> = expect.iter().map(|(n, _)| (*n, e.counter(n))).collect();
     assert_eq!(got, expect.to_vec(), "counters in /stats/prometheus");
 
-    // The same counters in /stats, under Envoy's `wasmcustom.` prefix.
+    // The same counters in /stats, under Envoy's prefix for the build: `wasmcustom.`, or
+    // `dynamicmodulescustom.` for the dynamic module (Prometheus names are the same for both).
+    let prefix = match cfg.artifact {
+        Artifact::Wasm => "wasmcustom",
+        Artifact::DynamicModule => "dynamicmodulescustom",
+    };
     let stats = e.admin_get("/stats?filter=bcsp_guard");
     for (name, value) in expect {
-        let line = format!("wasmcustom.{name}: {value}");
+        let line = format!("{prefix}.{name}: {value}");
         assert!(
             stats.lines().any(|l| l == line),
             "/stats lacks {line:?}:\n{stats}"

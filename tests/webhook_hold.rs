@@ -359,7 +359,15 @@ fn deliveries_over_http2_are_held_until_verified_and_refusals_send_nothing_upstr
 #[test]
 fn without_the_flag_a_delivery_fails_closed_quickly_and_the_log_names_the_flag() {
     let metadata = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
-    let t = Tapped::start(&config(&metadata).without_stop_iteration());
+    let cfg = config(&metadata).without_stop_iteration();
+    if cfg.artifact == Artifact::DynamicModule {
+        eprintln!(
+            "skipped for the dynamic module: the flag belongs to the Wasm plugin config; the \
+             module holds a delivery's headers natively and always gets its body"
+        );
+        return;
+    }
+    let t = Tapped::start(&cfg);
     let mut failures = Vec::new();
     let valid = case("valid", Sig::Good, 503);
     let chunked = Case {

@@ -10,6 +10,7 @@ use bcsp_guard::pipeline::metrics::{Kind, Stats};
 use bcsp_guard::pipeline::Guard;
 use bcsp_guard::policy::rotation;
 use bcsp_guard::policy::time::format_rfc3339;
+use bcsp_guard::token::schedule;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -84,7 +85,10 @@ impl FilterConfig {
             log::warn!("{warning}");
         }
         let stats = Stats::define(&policy, |kind, name| define_metric(envoy, kind, name));
-        let needs_timer = policy.upstream_token.is_some() || stats.key_days_left_min.is_some();
+        // Held webhook deliveries need their deadline, whatever else the timer does.
+        let needs_timer = policy.upstream_token.is_some()
+            || stats.key_days_left_min.is_some()
+            || !policy.webhooks.is_empty();
         let mut cfg = Box::new(FilterConfig {
             envoy,
             guard: Guard { policy, stats },
@@ -95,8 +99,13 @@ impl FilterConfig {
         cfg.record_days_left();
         if needs_timer {
             cfg.timer = start_timer(envoy);
-            if cfg.timer.is_none() && cfg.guard.policy.upstream_token.is_some() {
-                log::error!("bcsp-guard: upstream_token needs a timer, which Envoy refused");
+            if cfg.timer.is_none()
+                && (cfg.guard.policy.upstream_token.is_some()
+                    || !cfg.guard.policy.webhooks.is_empty())
+            {
+                log::error!(
+                    "bcsp-guard: upstream_token and webhooks need a timer, which Envoy refused"
+                );
                 return None;
             }
         }
@@ -153,6 +162,7 @@ impl FilterConfig {
         if now.saturating_sub(self.main_state().days_left_at_ms) >= DAYS_LEFT_EVERY_MS {
             self.record_days_left();
         }
+        crate::holds::expire_due(now);
         let Some(upstream) = &self.guard.policy.upstream_token else {
             return;
         };
@@ -255,10 +265,18 @@ impl FilterConfig {
                 refresh_at_ms,
             } => {
                 self.counter(stats.token_fetch_ok);
+                let Some(upstream) = &self.guard.policy.upstream_token else {
+                    return;
+                };
+                // The Wasm build's line, word for word: when the token stops being sent, and
+                // when the next fetch really starts (whichever of refresh and that comes first).
+                let t = &upstream.timing;
+                let at = |ms: u64| format_rfc3339(i64::try_from(ms).unwrap_or(i64::MAX));
                 log::info!(
-                    "bcsp-guard: identity token refreshed for audience {audience}: expires {}, next refresh {}",
+                    "bcsp-guard: identity token refreshed for audience {audience}: expires {}, sent until {}, next fetch {}",
                     format_rfc3339(exp_s.saturating_mul(1000)),
-                    format_rfc3339(i64::try_from(refresh_at_ms).unwrap_or(i64::MAX)),
+                    at(schedule::usable_until_ms(exp_s, t)),
+                    at(schedule::next_fetch_ms(refresh_at_ms, exp_s, t)),
                 );
             }
             Fetched::Failed {

@@ -18,6 +18,7 @@
 
 mod abi;
 mod config;
+mod holds;
 mod host;
 mod lockout;
 mod logger;
@@ -25,6 +26,7 @@ mod tokens;
 mod waiters;
 
 use abi::{EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr};
+use bcsp_guard::pipeline::held::{self, HoldEnd};
 use bcsp_guard::pipeline::reply::Reply;
 use bcsp_guard::pipeline::{self, BodyState, LockoutPort, Outcome, Ports, RequestHost, TokenPort};
 use config::FilterConfig;
@@ -61,6 +63,34 @@ impl Filter {
         }
     }
 
+    /// This stream's scheduler, made on first use (None if Envoy refused one).
+    fn scheduler(&mut self, host: &StreamHost) -> Option<abi::SchedulerPtr> {
+        if self.scheduler.is_none() {
+            // SAFETY: live filter pointer inside one of its hooks.
+            let s =
+                unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(host.ptr) };
+            if !s.is_null() {
+                self.scheduler = Some(s);
+            }
+        }
+        self.scheduler
+    }
+
+    /// A webhook delivery's headers are held from now on, until its body is judged or the
+    /// core's deadline passes.
+    fn hold(&mut self, host: &StreamHost) {
+        if let Some(s) = self.scheduler(host) {
+            holds::add(s, now_ms().saturating_add(held::BODY_DEADLINE_MS));
+        }
+    }
+
+    /// The delivery was judged (or the stream ended): its deadline no longer applies.
+    fn release_hold(&mut self) {
+        if let Some(s) = self.scheduler {
+            holds::remove(s);
+        }
+    }
+
     /// Pauses the request until the main thread wakes it (token or deadline).
     fn wait(
         &mut self,
@@ -73,14 +103,10 @@ impl Filter {
             host.send_reply(&Reply::no_token(1, None));
             return abi::REQUEST_HEADERS_STOP_ITERATION;
         };
-        // SAFETY: live filter pointer inside its request-headers hook.
-        let scheduler =
-            unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(host.ptr) };
-        if scheduler.is_null() {
+        let Some(scheduler) = self.scheduler(host) else {
             host.send_reply(&Reply::no_token(1, None));
             return abi::REQUEST_HEADERS_STOP_ITERATION;
-        }
-        self.scheduler = Some(scheduler);
+        };
         waiters::add(scheduler, upstream, &audience, deadline_ms);
         self.waiting = Some(audience);
         abi::REQUEST_HEADERS_STOP_ITERATION
@@ -257,8 +283,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                 audience,
                 deadline_ms,
             } => filter.wait(&host, cfg, audience, deadline_ms),
-            // A webhook delivery: its headers wait here, natively, until the body is verified.
-            Outcome::ReadBody => abi::REQUEST_HEADERS_STOP_ITERATION,
+            // A webhook delivery: its headers wait here, natively, until the body is verified
+            // (or its deadline passes).
+            Outcome::ReadBody => {
+                filter.hold(&host);
+                abi::REQUEST_HEADERS_STOP_ITERATION
+            }
         }
     })
 }
@@ -299,6 +329,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
                 end_of_stream,
             )
         });
+        if !matches!(filter.body, BodyState::Webhook(_)) {
+            filter.release_hold();
+        }
         match outcome {
             // Continuing data would also release headers still waiting for a token.
             Outcome::Forward if filter.waiting.is_some() => abi::REQUEST_BODY_STOP_AND_BUFFER,
@@ -353,6 +386,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             let outcome = with_ports(cfg, |ports| {
                 pipeline::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
             });
+            filter.release_hold();
             match outcome {
                 Outcome::Forward => {}
                 Outcome::Wait {
@@ -381,7 +415,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     filter_envoy_ptr: FilterEnvoyPtr,
     filter_ptr: *const c_void,
-    _event_id: u64,
+    event_id: u64,
 ) {
     shielded((), || {
         let host = StreamHost {
@@ -390,6 +424,32 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
         let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
             return;
         };
+        if event_id == holds::HOLD_EXPIRED {
+            filter.release_hold();
+            // Judged in the meantime (the wake-up crossed the last chunk): nothing to do.
+            if !matches!(filter.body, BodyState::Webhook(_)) {
+                return;
+            }
+            let Some(cfg) = filter.config.as_ref() else {
+                return;
+            };
+            filter.stop_waiting();
+            filter.body = BodyState::Closed;
+            let raw = host.request_headers();
+            let headers = bcsp_guard::pipeline::header_map::decode(&raw);
+            let request_id = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
+                .map(|(_, v)| v.to_string());
+            // This host always passes the body on, so an unfinished one is a slow sender.
+            pipeline::end_hold(
+                &host,
+                &cfg.guard,
+                request_id.as_deref(),
+                HoldEnd::Incomplete,
+            );
+            return;
+        }
         let Some(audience) = filter.waiting.clone() else {
             return;
         };
@@ -472,6 +532,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_ptr:
         }
         let mut filter = Box::from_raw(filter_ptr as *mut Filter);
         filter.stop_waiting();
+        filter.release_hold();
         if let Some(s) = filter.scheduler.take() {
             // SAFETY: created for this stream; delisted above, so no commit can follow.
             abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s);
