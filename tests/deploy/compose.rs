@@ -42,7 +42,7 @@ const COMPOSE_UPSTREAMS: &[ComposeUpstream] = &[
 ];
 
 /// `FROM … AS name` stages of a Dockerfile, each with its instruction lines.
-fn dockerfile_stages(text: &str) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn dockerfile_stages(text: &str) -> BTreeMap<String, Vec<String>> {
     let mut stages = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines().map(str::trim) {
@@ -91,7 +91,7 @@ fn docker_compose_matches_its_envoy_config() {
     let expected: BTreeSet<&str> = COMPOSE_UPSTREAMS
         .iter()
         .map(|u| u.service)
-        .chain(["envoy"])
+        .chain(["envoy", "envoy-dynamic-module"])
         .collect();
     let actual: BTreeSet<&str> = services.keys().map(String::as_str).collect();
     check(&mut problems, actual == expected, || {

@@ -65,6 +65,12 @@ fn every_deploy_envoy_config_has_a_row() {
         .iter()
         .map(|c| c.file.to_string())
         .filter(|f| f.starts_with("deploy/"))
+        // The dynamic-module configs have their own table (tests/deploy/dynamic_module.rs).
+        .chain(
+            crate::dynamic_module::DYNMOD_CONFIGS
+                .iter()
+                .map(|(f, _)| f.to_string()),
+        )
         .collect();
     let found: BTreeSet<String> = envoy_configs_under_deploy().into_iter().collect();
     assert_eq!(

@@ -20,6 +20,7 @@ mod alerts;
 mod cloud_run;
 mod cloud_run_sidecar;
 mod compose;
+mod dynamic_module;
 mod envoy_configs;
 mod genesys_ipranges;
 mod image_pushes;
