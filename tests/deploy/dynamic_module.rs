@@ -34,7 +34,7 @@ const MODULE_NAME: &str = "bcsp_guard_envoy";
 const STRIP_PREFIX: &str = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix";
 
 /// The dynamic-modules filter of the first connection manager (its `typed_config`).
-fn module_filter<'a>(doc: &'a EnvoyDoc) -> &'a Value {
+fn module_filter(doc: &EnvoyDoc) -> &Value {
     array_at(doc.first_connection_manager(), "/http_filters", &doc.file)
         .iter()
         .find(|f| f["name"] == "envoy.filters.http.dynamic_modules")
@@ -431,8 +431,8 @@ fn cloud_run_dynamic_module_image_matches_the_wasm_image() {
     let image = format!("FROM envoyproxy/envoy:v{}", pinned_envoy_version());
     let last = text
         .lines()
-        .filter(|l| l.trim_start().starts_with("FROM "))
-        .last()
+        .rev()
+        .find(|l| l.trim_start().starts_with("FROM "))
         .unwrap_or_default()
         .trim();
     check(&mut problems, last == image, || {
