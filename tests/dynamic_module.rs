@@ -186,6 +186,7 @@ fn allowlist_uses_the_peer_address_and_spoofed_forwarded_for_does_not_help() {
         .unwrap_or_default();
     assert!(line.contains("127.0.0.3"), "{line}");
     assert!(!log.contains("came from X-Forwarded-For"), "{log}");
+    assert!(log.contains("is the connection's direct TCP peer"), "{log}");
 }
 
 #[test]

@@ -76,6 +76,13 @@ impl FilterConfig {
             Err(e) => return refuse(&e),
         };
         log::info!("{}", policy.summary());
+        if policy.needs_downstream() {
+            // The summary is the Wasm build's; here the rule reads something else.
+            log::info!(
+                "bcsp-guard: client ip `downstream` is the connection's direct TCP peer in the \
+                 dynamic module, whatever use_remote_address says"
+            );
+        }
         let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
         for warning in policy
             .warnings
