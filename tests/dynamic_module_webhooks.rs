@@ -270,3 +270,82 @@ fn webhook_secret_from_an_envoy_generic_secret() {
         "{log}"
     );
 }
+
+/// The SDS file Envoy reads: one generic secret named `om-webhook`.
+fn sds_file(dir: &std::path::Path, secret: &str) -> std::path::PathBuf {
+    let path = dir.join("sds.json");
+    let resource = json!({"resources": [{
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "name": "om-webhook",
+        "generic_secret": {"secret": {"inline_string": secret}},
+    }]});
+    // Written aside and moved into place: Envoy reloads a path source on the move.
+    let tmp = dir.join("sds.json.tmp");
+    std::fs::write(&tmp, resource.to_string()).expect("write SDS file");
+    std::fs::rename(&tmp, &path).expect("move SDS file");
+    path
+}
+
+/// Polls until a delivery signed with `secret` gets `status` (bounded).
+fn wait_for_delivery(stack: &Stack, secret: &str, status: u16) -> u16 {
+    let body = om_event(400);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = request("POST", "/openmessaging")
+            .to(stack.envoy.addr())
+            .header("x-hub-signature-256", &om_signature(secret, &body))
+            .body("application/json", body.clone())
+            .send()
+            .status;
+        if got == status || std::time::Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A webhook secret Envoy gets over SDS (here a watched file) is swapped in while Envoy runs:
+/// deliveries signed with the new secret pass, the old one is refused, no restart.
+#[test]
+fn webhook_secret_over_sds_rotates_without_a_restart() {
+    if !dynmod_supported() {
+        return;
+    }
+    const NEXT: &str = "om-dynmod-rotated-secret-5d1e";
+    let dir = TempDir::new("sds");
+    let path = sds_file(dir.path(), OM_SECRET);
+    let hooks = json!({
+        "keys": [key("genesys", KEY)],
+        "webhooks": [{
+            "path_prefix": "/openmessaging",
+            "secret_generic": "om-webhook",
+            "secret_generic_sds": {
+                "path_config_source": {"path": path.display().to_string()},
+                "resource_api_version": "V3",
+            },
+        }],
+    });
+    let stack = Stack::start(
+        &EnvoyConfig::new(hooks)
+            .artifact(Artifact::DynamicModule)
+            .node("bcsp-guard-sds-test"),
+    );
+    assert_eq!(wait_for_delivery(&stack, OM_SECRET, 200), 200);
+    assert_eq!(wait_for_delivery(&stack, NEXT, 401), 401);
+
+    sds_file(dir.path(), NEXT);
+    assert_eq!(wait_for_delivery(&stack, NEXT, 200), 200, "the new secret");
+    assert_eq!(
+        wait_for_delivery(&stack, OM_SECRET, 401),
+        401,
+        "the old secret"
+    );
+    let log = stack.envoy.wait_for_log("over SDS) is now in use");
+    assert!(
+        log.matches("Envoy generic secret om-webhook, over SDS) is now in use")
+            .count()
+            >= 2,
+        "{log}"
+    );
+    stack.envoy.assert_log_free_of(&[OM_SECRET, NEXT], &[]);
+}

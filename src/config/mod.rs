@@ -103,8 +103,10 @@ impl Bounds {
 /// Reads an environment variable of the Wasm VM (Envoy's `vm_config.environment_variables`).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Reads one of Envoy's generic secrets by name; `Err` says why it is not there.
-pub type GenericSecretLookup<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+/// Reads one of Envoy's generic secrets by name, from the bootstrap or (with a ConfigSource in
+/// JSON) over SDS: `Ok(None)` means it is subscribed but not delivered yet; `Err` says why it
+/// cannot be had.
+pub type GenericSecretLookup<'a> = &'a dyn Fn(&str, Option<&str>) -> Result<Option<String>, String>;
 
 /// Where webhook secrets named in the configuration are read from.
 #[derive(Clone, Copy)]
@@ -488,9 +490,40 @@ fn compile_webhooks(
                          use secret_env with the Wasm build",
                     )
                 })?;
-                let value =
-                    lookup(name).map_err(|why| ConfigError::at(at("secret_generic"), why))?;
-                (value, SecretSource::Generic(name.clone()), "secret_generic")
+                let sds = match &w.secret_generic_sds {
+                    None => None,
+                    Some(v) if v.is_object() => Some(v.to_string()),
+                    Some(_) => {
+                        return Err(ConfigError::at(
+                            at("secret_generic_sds"),
+                            "must be an Envoy ConfigSource object",
+                        ))
+                    }
+                };
+                let value = lookup(name, sds.as_deref())
+                    .map_err(|why| ConfigError::at(at("secret_generic"), why))?;
+                match (value, sds.is_some()) {
+                    (Some(v), false) => (v, SecretSource::Generic(name.clone()), "secret_generic"),
+                    (Some(v), true) => {
+                        (v, SecretSource::GenericSds(name.clone()), "secret_generic")
+                    }
+                    // Subscribed, still to come: refuse deliveries until it does.
+                    (None, true) => {
+                        out.push(Webhook {
+                            path_prefix: prefix.to_owned(),
+                            header,
+                            secret: WebhookSecret::pending(),
+                            source: SecretSource::GenericSds(name.clone()),
+                        });
+                        continue;
+                    }
+                    (None, false) => {
+                        return Err(ConfigError::at(
+                            at("secret_generic"),
+                            format!("Envoy's generic secret `{name}` has no value"),
+                        ))
+                    }
+                }
             }
             (None, Some(s), None) => {
                 warnings.push(format!(
@@ -506,6 +539,12 @@ fn compile_webhooks(
                 ))
             }
         };
+        if w.secret_generic_sds.is_some() && w.secret_generic.is_none() {
+            return Err(ConfigError::at(
+                at("secret_generic_sds"),
+                "only with `secret_generic` (the name of the secret to subscribe to)",
+            ));
+        }
         if secret.len() < MIN_WEBHOOK_SECRET_BYTES {
             return Err(ConfigError::at(
                 at(field),

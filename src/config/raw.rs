@@ -160,6 +160,8 @@ pub struct RawWebhook {
     pub secret: Option<String>,
     #[serde(default)]
     pub secret_generic: Option<String>,
+    #[serde(default)]
+    pub secret_generic_sds: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -495,8 +495,9 @@ fn webhook_secrets_from_envoy_generic_secrets_need_the_dynamic_module() {
         ),
         "{e}"
     );
-    let generic = |name: &str| match name {
-        "om-hook" => Ok("a-generic-secret-of-32-bytes-xyz".to_owned()),
+    let generic = |name: &str, sds: Option<&str>| match (name, sds) {
+        ("om-hook", None) => Ok(Some("a-generic-secret-of-32-bytes-xyz".to_owned())),
+        (_, Some(_)) => Ok(None),
         _ => Err(format!(
             "no generic secret `{name}` in static_resources.secrets"
         )),
@@ -525,6 +526,31 @@ fn webhook_secrets_from_envoy_generic_secrets_need_the_dynamic_module() {
     assert_eq!(
         e,
         "webhooks[0].secret_generic: no generic secret `nope` in static_resources.secrets"
+    );
+    // Over SDS: subscribed now, delivered later; until then no signature verifies.
+    let sds = with_key(
+        "",
+        r#","webhooks":[{"path_prefix":"/om","secret_generic":"om-hook","secret_generic_sds":{"ads":{}}}]"#,
+    );
+    let p = compile_with_secrets(sds.as_bytes(), lookups).unwrap();
+    let w = &p.webhooks[0];
+    assert!(p
+        .summary()
+        .contains("Envoy generic secret om-hook over SDS"));
+    assert!(w.verify(&w.secret.sign(b"x"), b"x").is_err());
+    assert!(w.secret.replace(b"a-generic-secret-of-32-bytes-xyz"));
+    let key = WebhookSecret::new(b"a-generic-secret-of-32-bytes-xyz").unwrap();
+    assert_eq!(w.verify(&key.sign(b"x"), b"x"), Ok(()));
+    let bad = with_key(
+        "",
+        r#","webhooks":[{"path_prefix":"/om","secret_env":"OM_WEBHOOK_SECRET","secret_generic_sds":{}}]"#,
+    );
+    let e = compile_with_secrets(bad.as_bytes(), lookups)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("webhooks[0].secret_generic_sds: only with `secret_generic`"),
+        "{e}"
     );
 }
 

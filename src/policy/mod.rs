@@ -149,6 +149,9 @@ impl Policy {
                     let source = match &w.source {
                         SecretSource::Env(name) => format!("secret from env {name}"),
                         SecretSource::Generic(name) => format!("Envoy generic secret {name}"),
+                        SecretSource::GenericSds(name) => {
+                            format!("Envoy generic secret {name} over SDS")
+                        }
                         SecretSource::Inline => "inline secret".to_owned(),
                     };
                     format!("{} (header {}, {source})", w.path_prefix, w.header)

@@ -5,24 +5,48 @@ use crate::base64::{self, Alphabet};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 pub const DEFAULT_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
-/// The HMAC key, ready to sign. Debug never prints it.
+/// The HMAC key, ready to sign. Debug never prints it. Clones share one key, which a host may
+/// replace while it runs (a secret Envoy delivers over SDS); a pending key (none delivered
+/// yet) verifies nothing, so its deliveries are refused.
 #[derive(Clone)]
-pub struct WebhookSecret(Hmac<Sha256>);
+pub struct WebhookSecret(Arc<RwLock<Option<Hmac<Sha256>>>>);
 
 impl WebhookSecret {
     /// `None` only if the HMAC refuses the key, which it never does for HMAC-SHA256.
     pub fn new(secret: &[u8]) -> Option<WebhookSecret> {
         Hmac::<Sha256>::new_from_slice(secret)
             .ok()
-            .map(WebhookSecret)
+            .map(|mac| WebhookSecret(Arc::new(RwLock::new(Some(mac)))))
     }
 
-    /// `sha256=<base64>` for `body`: what a correct sender puts in the header.
+    /// A key still to come: every delivery is refused until [`WebhookSecret::replace`].
+    pub fn pending() -> WebhookSecret {
+        WebhookSecret(Arc::new(RwLock::new(None)))
+    }
+
+    /// Swaps in a new key for every clone; false (and the old key kept) if the HMAC refuses it.
+    pub fn replace(&self, secret: &[u8]) -> bool {
+        let Ok(mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+            return false;
+        };
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(mac);
+        true
+    }
+
+    fn current(&self) -> Option<Hmac<Sha256>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `sha256=<base64>` for `body`: what a correct sender puts in the header (`sha256=` alone
+    /// while the key is pending).
     pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = self.0.clone();
+        let Some(mut mac) = self.current() else {
+            return "sha256=".to_owned();
+        };
         mac.update(body);
         format!(
             "sha256={}",
@@ -32,7 +56,9 @@ impl WebhookSecret {
 
     /// Constant-time check of a raw 32-byte MAC against `body`.
     fn verify(&self, body: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.0.clone();
+        let Some(mut mac) = self.current() else {
+            return false;
+        };
         mac.update(body);
         mac.verify_slice(tag).is_ok()
     }
@@ -50,6 +76,8 @@ pub enum SecretSource {
     Env(String),
     /// An Envoy generic secret, by name (dynamic module only).
     Generic(String),
+    /// An Envoy generic secret delivered (and replaced) over SDS, by name (dynamic module only).
+    GenericSds(String),
     Inline,
 }
 

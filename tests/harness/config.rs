@@ -63,6 +63,8 @@ pub struct EnvoyConfig {
     pub routes_yaml: Option<String>,
     /// Raw YAML list items under `static_resources.secrets` (indented 2 spaces).
     pub static_secrets: String,
+    /// The bootstrap's `node` (id and cluster), which SDS subscriptions require.
+    pub node: Option<String>,
 }
 
 impl EnvoyConfig {
@@ -85,6 +87,7 @@ impl EnvoyConfig {
             underscores: None,
             routes_yaml: None,
             static_secrets: String::new(),
+            node: None,
             artifact: default_artifact(),
             extra_listeners: String::new(),
         }
@@ -98,6 +101,11 @@ impl EnvoyConfig {
             q(name),
             q(value)
         );
+        self
+    }
+    /// Names the Envoy node (`node: {id, cluster}`), as an SDS subscription requires.
+    pub fn node(mut self, name: &str) -> Self {
+        self.node = Some(name.to_string());
         self
     }
     pub fn extra_listeners(mut self, yaml: &str) -> Self {
@@ -293,7 +301,7 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: {up_ip}, port_value: {up_port}}}}}}}
-{cluster_extra}{extra}{runtime}"#,
+{cluster_extra}{extra}{runtime}{node}"#,
             // Without this flag Prometheus names a dynamic module's counters
             // `envoy_dynamicmodulescustom_<name>`; with it, exactly as the Wasm build's.
             runtime = match self.artifact {
@@ -362,6 +370,11 @@ static_resources:
             } else {
                 ""
             },
+            node = self
+                .node
+                .as_ref()
+                .map(|n| format!("node: {{id: {}, cluster: {}}}\n", q(n), q(n)))
+                .unwrap_or_default(),
             secrets = if self.static_secrets.is_empty() {
                 String::new()
             } else {

@@ -10,6 +10,7 @@ use bcsp_guard::pipeline::metrics::{Kind, Stats};
 use bcsp_guard::pipeline::Guard;
 use bcsp_guard::policy::rotation;
 use bcsp_guard::policy::time::format_rfc3339;
+use bcsp_guard::policy::webhook::SecretSource;
 use bcsp_guard::token::schedule;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -46,8 +47,16 @@ const _: fn() = || {
     shared_by_workers::<Mutex<MainState>>();
 };
 
+/// A webhook secret subscribed over SDS: the webhook it keys and Envoy's id for it.
+struct LiveSecret {
+    index: usize,
+    name: String,
+    id: u64,
+}
+
 pub struct FilterConfig {
     pub envoy: ConfigEnvoyPtr,
+    live: Vec<LiveSecret>,
     pub guard: Guard,
     holder: u64,
     timer: Option<Arc<Timer>>,
@@ -57,6 +66,8 @@ pub struct FilterConfig {
 
 #[derive(Default)]
 struct MainState {
+    /// A fingerprint of each live secret's value last swapped in (not the value).
+    live_seen: Vec<Option<u64>>,
     inflight: Vec<(u64, String)>,
     days_left_at_ms: u64,
     last_seconds_left: Option<u64>,
@@ -66,7 +77,15 @@ impl FilterConfig {
     /// Compiles the JSON and defines every metric (Envoy allows that only now). Logs and
     /// returns `None` on a bad configuration, so Envoy refuses it.
     pub fn new(envoy: ConfigEnvoyPtr, json: &[u8]) -> Option<Box<FilterConfig>> {
-        let generic = |name: &str| generic_secret(envoy, name);
+        // Subscriptions made while compiling: (name, over SDS, Envoy's id).
+        let subscribed = std::cell::RefCell::new(Vec::new());
+        let generic = |name: &str, sds: Option<&str>| {
+            let (id, value) = generic_secret(envoy, name, sds)?;
+            subscribed
+                .borrow_mut()
+                .push((name.to_owned(), sds.is_some(), id));
+            Ok(value)
+        };
         let lookups = config::SecretLookups {
             env: &|name| std::env::var(name).ok(),
             generic: Some(&generic),
@@ -75,6 +94,24 @@ impl FilterConfig {
             Ok(p) => p,
             Err(e) => return refuse(&e),
         };
+        // Secrets Envoy delivers over SDS: read again on every tick, swapped in when they change.
+        let live: Vec<LiveSecret> = policy
+            .webhooks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, w)| match &w.source {
+                SecretSource::GenericSds(name) => subscribed
+                    .borrow()
+                    .iter()
+                    .find(|(n, sds, _)| n == name && *sds)
+                    .map(|(_, _, id)| LiveSecret {
+                        index,
+                        name: name.clone(),
+                        id: *id,
+                    }),
+                _ => None,
+            })
+            .collect();
         log::info!("{}", policy.summary());
         if policy.needs_downstream() {
             // The summary is the Wasm build's; here the rule reads something else.
@@ -98,6 +135,7 @@ impl FilterConfig {
             || !policy.webhooks.is_empty();
         let mut cfg = Box::new(FilterConfig {
             envoy,
+            live,
             guard: Guard { policy, stats },
             holder: NEXT_HOLDER.fetch_add(1, Ordering::Relaxed),
             timer: None,
@@ -170,6 +208,7 @@ impl FilterConfig {
             self.record_days_left();
         }
         crate::holds::expire_due(now);
+        self.refresh_live_secrets();
         let Some(upstream) = &self.guard.policy.upstream_token else {
             return;
         };
@@ -198,6 +237,45 @@ impl FilterConfig {
             main.last_seconds_left = Some(left);
             drop(main);
             self.gauge(self.guard.stats.token_seconds_left, left);
+        }
+    }
+
+    /// Main thread: swaps in SDS-delivered webhook secrets that changed since the last tick.
+    fn refresh_live_secrets(&self) {
+        for (i, live) in self.live.iter().enumerate() {
+            let Some(webhook) = self.guard.policy.webhooks.get(live.index) else {
+                continue;
+            };
+            let Some(value) = read_generic_secret(self.envoy, live.id) else {
+                continue;
+            };
+            let seen = fingerprint(&value);
+            {
+                let mut main = self.main_state();
+                if main.live_seen.len() <= i {
+                    main.live_seen.resize(i + 1, None);
+                }
+                if main.live_seen.get(i).copied().flatten() == Some(seen) {
+                    continue;
+                }
+                if let Some(slot) = main.live_seen.get_mut(i) {
+                    *slot = Some(seen);
+                }
+            }
+            let prefix = &webhook.path_prefix;
+            if value.len() < MIN_LIVE_SECRET_BYTES {
+                log::error!(
+                    "bcsp-guard: webhook secret for {prefix} (Envoy generic secret {}, over SDS) is \
+                     shorter than {MIN_LIVE_SECRET_BYTES} bytes; the previous one stays in use",
+                    live.name
+                );
+            } else if webhook.secret.replace(&value) {
+                log::info!(
+                    "bcsp-guard: webhook secret for {prefix} (Envoy generic secret {}, over SDS) \
+                     is now in use",
+                    live.name
+                );
+            }
         }
     }
 
@@ -327,39 +405,67 @@ impl Drop for FilterConfig {
     }
 }
 
-/// A webhook secret from Envoy's generic secrets: one in the bootstrap's
-/// `static_resources.secrets`, read once, now (SDS subscriptions deliver theirs only after the
-/// configuration exists, too late for a policy compiled once).
-fn generic_secret(envoy: ConfigEnvoyPtr, name: &str) -> Result<String, String> {
+/// As the core requires of any webhook secret.
+const MIN_LIVE_SECRET_BYTES: usize = 16;
+
+/// Subscribes to one of Envoy's generic secrets: from the bootstrap's `static_resources.secrets`
+/// (`sds` None), or over SDS with that ConfigSource (JSON). Returns Envoy's id for it and its
+/// value if Envoy has one now (an SDS secret usually arrives later; the timer swaps it in).
+fn generic_secret(
+    envoy: ConfigEnvoyPtr,
+    name: &str,
+    sds: Option<&str>,
+) -> Result<(u64, Option<String>), String> {
+    let source = sds.map_or_else(ModuleBuffer::null, |s| ModuleBuffer::of(s.as_bytes()));
     // SAFETY: called while Envoy creates this config (the only time it allows subscribing);
-    // the name buffer outlives the call; a null config source means a static secret.
+    // both buffers outlive the call.
     let id = unsafe {
         abi::envoy_dynamic_module_callback_http_filter_config_generic_secret_subscribe(
             envoy,
             ModuleBuffer::of(name.as_bytes()),
-            ModuleBuffer::null(),
+            source,
         )
     };
     if id == 0 {
-        return Err(format!(
-            "Envoy has no generic secret `{name}` (declare it under static_resources.secrets)"
-        ));
+        return Err(match sds {
+            None => format!(
+                "Envoy has no generic secret `{name}` (declare it under static_resources.secrets)"
+            ),
+            Some(_) => format!(
+                "Envoy refused to subscribe to generic secret `{name}` (its log line above says why)"
+            ),
+        });
     }
+    let value = read_generic_secret(envoy, id)
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| format!("Envoy's generic secret `{name}` is not UTF-8 text"))
+        })
+        .transpose()?;
+    Ok((id, value))
+}
+
+/// The current value of a subscribed generic secret (None: none yet, or empty).
+fn read_generic_secret(envoy: ConfigEnvoyPtr, id: u64) -> Option<Vec<u8>> {
     let mut out = EnvoyBuffer::empty();
-    // SAFETY: main thread, the id Envoy just returned, a valid out-pointer; the bytes are
-    // copied before returning.
+    // SAFETY: main thread, an id Envoy returned for this config, a valid out-pointer; the
+    // bytes are copied before returning.
     let ok = unsafe {
         abi::envoy_dynamic_module_callback_http_filter_config_get_generic_secret(
             envoy, id, &mut out,
         )
     };
-    if !ok {
-        return Err(format!("Envoy's generic secret `{name}` has no value yet"));
-    }
     // SAFETY: Envoy filled `out` with a buffer valid during this call.
     let bytes = unsafe { out.bytes() };
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("Envoy's generic secret `{name}` is not UTF-8 text"))
+    (ok && !bytes.is_empty()).then(|| bytes.to_vec())
+}
+
+/// Tells one value from the next without keeping it.
+fn fingerprint(value: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 fn refuse(e: &ConfigError) -> Option<Box<FilterConfig>> {
