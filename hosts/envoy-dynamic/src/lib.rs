@@ -64,7 +64,7 @@ impl Filter {
     }
 
     /// This stream's scheduler, made on first use (None if Envoy refused one).
-    fn scheduler(&mut self, host: &StreamHost) -> Option<abi::SchedulerPtr> {
+    fn ensure_scheduler(&mut self, host: &StreamHost) -> Option<abi::SchedulerPtr> {
         if self.scheduler.is_none() {
             // SAFETY: live filter pointer inside one of its hooks.
             let s =
@@ -79,7 +79,7 @@ impl Filter {
     /// A webhook delivery's headers are held from now on, until its body is judged or the
     /// core's deadline passes.
     fn hold(&mut self, host: &StreamHost) {
-        if let Some(s) = self.scheduler(host) {
+        if let Some(s) = self.ensure_scheduler(host) {
             holds::add(s, now_ms().saturating_add(held::BODY_DEADLINE_MS));
         }
     }
@@ -103,7 +103,7 @@ impl Filter {
             host.send_reply(&Reply::no_token(1, None));
             return abi::REQUEST_HEADERS_STOP_ITERATION;
         };
-        let Some(scheduler) = self.scheduler(host) else {
+        let Some(scheduler) = self.ensure_scheduler(host) else {
             host.send_reply(&Reply::no_token(1, None));
             return abi::REQUEST_HEADERS_STOP_ITERATION;
         };
