@@ -21,6 +21,8 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_SCALING=1  add the scaling table: bcsp-guard and native RBAC with 20 / 2,000 / 10,000
                  CIDRs and 1 / 16 / 64 keys (each its own header), interleaved with the setups
                  above, saturation only (~1 min per round)
+  BENCH_SCALING_FRESH (1): start each scaling setup's Envoy afresh every round (0: keep one
+                 process for the run; one Envoy can stay ~10 % slower than an identical one)
   BENCH_RESULTS (bench/RESULTS.md)
 """
 
@@ -88,6 +90,7 @@ RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
 FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
 SCALING = os.environ.get("BENCH_SCALING", "") not in ("", "0")
+SCALING_FRESH = os.environ.get("BENCH_SCALING_FRESH", "1") not in ("", "0")
 PROBE_N = 100
 PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
              "time", "metric", "property", "sha256", "alloc14", "first_change",
@@ -688,6 +691,11 @@ def throughput(setups, ports, policy, extra_wasm, scaling=()):
                     f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%)")
             # Every other round backwards: drift within a round favours no size.
             for sc in (scaling if rnd % 2 else scaling[::-1]):
+                if SCALING_FRESH and rnd > 1:
+                    # A new process each round: a slow one spoils a round, not the setup.
+                    envoys.pop(sc["id"]).stop()
+                    envoys[sc["id"]] = start_scaling(sc, ports)
+                    wrk(envoys[sc["id"]].port, 8, WARMUP, headers=sc["headers"])
                 e = envoys[sc["id"]]
                 for attempt in range(1, RETRIES + 2):
                     wait_quiet(max_wait=5.0)
@@ -959,7 +967,8 @@ def report_scaling(data, w):
     w("## Scaling with the policy's size (`BENCH_SCALING=1`)\n")
     w(f"Same interleaved run as above: after the main setups, every round measures each scaling "
       f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), in reverse order every other "
-      "round, medians over clean rounds. "
+      "round" + (", each in an Envoy started afresh that round" if SCALING_FRESH else "") +
+      ", medians over clean rounds. "
       "Each family is compared with its own 20-CIDR / 1-key setup, so only the policy's size "
       "differs. CIDRs: the policy file's real-looking ones, then disjoint, non-adjacent /28s and "
       "IPv6 /48s (nothing merges), the client's prefix last; keys: each in its own header "
