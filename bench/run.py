@@ -21,6 +21,8 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_SCALING=1  add the scaling table: bcsp-guard and native RBAC with 20 / 2,000 / 10,000
                  CIDRs and 1 / 16 / 64 keys (each its own header), interleaved with the setups
                  above, saturation only (~1 min per round)
+  BENCH_SCALING_FRESH (1): start each scaling setup's Envoy afresh every round (0: keep one
+                 process for the run; one Envoy can stay ~10 % slower than an identical one)
   BENCH_RESULTS (bench/RESULTS.md)
 """
 
@@ -88,6 +90,7 @@ RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
 FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
 SCALING = os.environ.get("BENCH_SCALING", "") not in ("", "0")
+SCALING_FRESH = os.environ.get("BENCH_SCALING_FRESH", "1") not in ("", "0")
 PROBE_N = 100
 PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
              "time", "metric", "property", "sha256", "alloc14", "first_change",
@@ -686,7 +689,13 @@ def throughput(setups, ports, policy, extra_wasm, scaling=()):
                     f"foreign cpu{ENVOY_CPU} {low['foreign_cpu0_pct']:.0f}%/"
                     f"{high['foreign_cpu0_pct']:.0f}%, cpu{LOAD_CPU} "
                     f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%)")
-            for sc in scaling:
+            # Every other round backwards: drift within a round favours no size.
+            for sc in (scaling if rnd % 2 else scaling[::-1]):
+                if SCALING_FRESH and rnd > 1:
+                    # A new process each round: a slow one spoils a round, not the setup.
+                    envoys.pop(sc["id"]).stop()
+                    envoys[sc["id"]] = start_scaling(sc, ports)
+                    wrk(envoys[sc["id"]].port, 8, WARMUP, headers=sc["headers"])
                 e = envoys[sc["id"]]
                 for attempt in range(1, RETRIES + 2):
                     wait_quiet(max_wait=5.0)
@@ -719,8 +728,11 @@ def summarize_scaling(scale_runs):
     for sid, rs in scale_runs.items():
         fam = sid.split("-", 1)[0]
         base = scale_runs.get(scale_id(fam, 20, 1), [])
-        out[sid]["paired_ratio"] = med([ratio(a["high"]["rps"], b["high"]["rps"])
-                                        for a, b in zip(rs, base)])
+        pairs = [ratio(a["high"]["rps"], b["high"]["rps"]) for a, b in zip(rs, base)]
+        out[sid]["paired_ratio"] = med(pairs)
+        # The spread says how far one round can be trusted on this machine.
+        pairs = [x for x in pairs if x is not None]
+        out[sid]["paired_range"] = [min(pairs), max(pairs)] if pairs else None
     return out
 
 
@@ -941,9 +953,11 @@ def scaling_table(data):
         d = None
         if v["envoy_cpu_us_per_req"] is not None and base["envoy_cpu_us_per_req"] is not None:
             d = v["envoy_cpu_us_per_req"] - base["envoy_cpu_us_per_req"]
+        spread = v.get("paired_range")
         rows.append((sc["family"], sc["cidrs"], sc["keys"], v["rps"], ratio(v["rps"], base["rps"]),
-                     v.get("paired_ratio"), v["envoy_cpu_us_per_req"], d,
-                     f"{v['clean_high']} of {v['rounds']}"))
+                     v.get("paired_ratio"),
+                     f"{spread[0]:.2f}–{spread[1]:.2f}" if spread else "—",
+                     v["envoy_cpu_us_per_req"], d, f"{v['clean_high']} of {v['rounds']}"))
     return rows
 
 
@@ -952,7 +966,9 @@ def report_scaling(data, w):
     H = HIGH_C
     w("## Scaling with the policy's size (`BENCH_SCALING=1`)\n")
     w(f"Same interleaved run as above: after the main setups, every round measures each scaling "
-      f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), medians over clean rounds. "
+      f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), in reverse order every other "
+      "round" + (", each in an Envoy started afresh that round" if SCALING_FRESH else "") +
+      ", medians over clean rounds. "
       "Each family is compared with its own 20-CIDR / 1-key setup, so only the policy's size "
       "differs. CIDRs: the policy file's real-looking ones, then disjoint, non-adjacent /28s and "
       "IPv6 /48s (nothing merges), the client's prefix last; keys: each in its own header "
@@ -962,13 +978,15 @@ def report_scaling(data, w):
         w(f"- **{fam}**: {name}")
     w("")
     w("`vs 20 / 1`: ratio of the medians; `paired`: median over rounds of the ratio to the "
-      "family's 20 / 1 setup measured in the same round.\n")
-    w(f"| family | CIDRs | keys | c={H} rps | vs 20 / 1 | paired | Envoy CPU µs/req | "
-      "Δ µs/req vs 20 / 1 | clean |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for fam, n, k, rps, r, pr, us, d, clean in sorted(scaling_table(data), key=lambda t: t[0] != "G"):
-        w(f"| {fam} | {n:,} | {k} | {fmt(rps)} | {fmt(r, 3)} | {fmt(pr, 3)} | {fmt(us, 1)} | "
-          f"{'—' if d is None else f'{d:+.1f}'} | {clean} |")
+      "family's 20 / 1 setup measured in the same round, then the lowest and highest of those "
+      "same-round ratios.\n")
+    w(f"| family | CIDRs | keys | c={H} rps | vs 20 / 1 | paired | paired range | "
+      "Envoy CPU µs/req | Δ µs/req vs 20 / 1 | clean |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for fam, n, k, rps, r, pr, spread, us, d, clean in sorted(scaling_table(data),
+                                                              key=lambda t: t[0] != "G"):
+        w(f"| {fam} | {n:,} | {k} | {fmt(rps)} | {fmt(r, 3)} | {fmt(pr, 3)} | {spread} | "
+          f"{fmt(us, 1)} | {'—' if d is None else f'{d:+.1f}'} | {clean} |")
     w("")
     w("| same size | bcsp-guard / RBAC principals | bcsp-guard / RBAC matcher | "
       "RBAC matcher / RBAC principals |")

@@ -171,8 +171,8 @@ fn key_check(c: &mut Criterion) {
     g.finish();
 }
 
-/// The route allowlist at its largest (64) against the preset's size; the request matches
-/// the route configured last.
+/// The route allowlist at its largest (64) against the preset's size: the request matches
+/// the route configured last, or (`_no_match`) none, which is a 404.
 fn routes(c: &mut Criterion) {
     let mut g = c.benchmark_group("routes");
     for n in [3usize, 64] {
@@ -187,6 +187,16 @@ fn routes(c: &mut Criterion) {
                 black_box(matches!(
                     routes.find("POST", black_box(&path)),
                     RouteMatch::Allowed(_)
+                ))
+            })
+        });
+        let unknown = "/v2/area-unknown/bench-bot/messages";
+        assert_eq!(routes.find("POST", unknown), RouteMatch::NotFound);
+        g.bench_function(format!("{n}_routes_no_match"), |b| {
+            b.iter(|| {
+                black_box(matches!(
+                    routes.find("POST", black_box(unknown)),
+                    RouteMatch::NotFound
                 ))
             })
         });

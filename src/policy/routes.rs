@@ -143,6 +143,7 @@ impl Route {
         })
     }
 
+    #[cfg(test)]
     fn matches_path(&self, path: &str) -> bool {
         let mut parts = path.split('/').skip(1);
         if path == "/" {
@@ -226,12 +227,76 @@ fn parse_pattern(path: &str, wildcards: bool) -> Result<Vec<Segment>, RouteError
         .collect()
 }
 
-/// The configured route list.
+/// The configured route list, with a segment trie built once so that a request visits only
+/// the routes its path could match (a table of 64 routes under one base path would otherwise
+/// be compared route by route).
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     routes: Vec<Route>,
     /// The preset's name, when the list came from one (for the startup summary).
     pub preset: Option<String>,
+    /// `nodes[0]` is the root (zero segments); empty when there are no routes.
+    nodes: Vec<Node>,
+}
+
+/// One position in the segment trie.
+#[derive(Clone, Debug, Default)]
+struct Node {
+    /// Literal next segments, sorted by text, with the node each leads to.
+    literal: Vec<(String, usize)>,
+    /// The node a `*` segment leads to.
+    any: Option<usize>,
+    /// Routes whose pattern ends here, by their place in the configured list (ascending).
+    ends: Vec<usize>,
+}
+
+impl Node {
+    fn child(&self, segment: &str) -> Option<usize> {
+        self.literal
+            .binary_search_by(|(text, _)| text.as_str().cmp(segment))
+            .ok()
+            .and_then(|i| self.literal.get(i))
+            .map(|(_, n)| *n)
+    }
+}
+
+fn build_trie(routes: &[Route]) -> Vec<Node> {
+    if routes.is_empty() {
+        return Vec::new();
+    }
+    let mut nodes = vec![Node::default()];
+    for (index, route) in routes.iter().enumerate() {
+        let mut at = 0;
+        for seg in &route.segments {
+            let existing = match seg {
+                Segment::Any => nodes.get(at).and_then(|n| n.any),
+                Segment::Literal(l) => nodes.get(at).and_then(|n| n.child(l)),
+            };
+            at = match existing {
+                Some(next) => next,
+                None => {
+                    let next = nodes.len();
+                    nodes.push(Node::default());
+                    if let Some(node) = nodes.get_mut(at) {
+                        match seg {
+                            Segment::Any => node.any = Some(next),
+                            Segment::Literal(l) => {
+                                let pos = node
+                                    .literal
+                                    .partition_point(|(text, _)| text.as_str() < l.as_str());
+                                node.literal.insert(pos, (l.clone(), next));
+                            }
+                        }
+                    }
+                    next
+                }
+            };
+        }
+        if let Some(node) = nodes.get_mut(at) {
+            node.ends.push(index);
+        }
+    }
+    nodes
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -244,7 +309,12 @@ pub enum RouteMatch<'r> {
 
 impl Routes {
     pub fn new(routes: Vec<Route>, preset: Option<String>) -> Routes {
-        Routes { routes, preset }
+        let nodes = build_trie(&routes);
+        Routes {
+            routes,
+            preset,
+            nodes,
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
@@ -259,8 +329,69 @@ impl Routes {
         self.routes.is_empty()
     }
 
-    /// `path` must already be clean (see [`clean_path`]).
+    /// `path` must already be clean (see [`clean_path`]). The answer is the one a scan of the
+    /// list in configured order would give: the first matching route with this method, else
+    /// the methods of the matching routes in that order.
     pub fn find(&self, method: &str, path: &str) -> RouteMatch<'_> {
+        // Segments as `Route::matches_path` reads them: none for `/`, else what follows the
+        // first `/`, split at every `/`.
+        let segments = if path == "/" {
+            None
+        } else {
+            path.split_once('/').map(|(_, rest)| rest)
+        };
+        let mut first: Option<usize> = None;
+        self.walk(0, segments, &mut |i| {
+            let same = self.routes.get(i).is_some_and(|r| r.method == method);
+            if same && first.is_none_or(|f| i < f) {
+                first = Some(i);
+            }
+        });
+        if let Some(r) = first.and_then(|i| self.routes.get(i)) {
+            return RouteMatch::Allowed(r);
+        }
+        let mut matching = Vec::new();
+        self.walk(0, segments, &mut |i| matching.push(i));
+        matching.sort_unstable();
+        let mut allow: Vec<&str> = Vec::new();
+        for r in matching.iter().filter_map(|&i| self.routes.get(i)) {
+            if !allow.contains(&r.method.as_str()) {
+                allow.push(&r.method);
+            }
+        }
+        if allow.is_empty() {
+            RouteMatch::NotFound
+        } else {
+            RouteMatch::WrongMethod(allow.join(", "))
+        }
+    }
+
+    /// Calls `found` with every route (by index) whose pattern matches the `/`-separated
+    /// `rest` from `node` on. Recursion only follows existing trie nodes, so its depth is at
+    /// most the longest route's; `*` never takes an empty segment.
+    fn walk(&self, node: usize, rest: Option<&str>, found: &mut dyn FnMut(usize)) {
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
+        let Some(rest) = rest else {
+            n.ends.iter().for_each(|&i| found(i));
+            return;
+        };
+        let (segment, tail) = match rest.split_once('/') {
+            Some((s, t)) => (s, Some(t)),
+            None => (rest, None),
+        };
+        if let Some(next) = n.child(segment) {
+            self.walk(next, tail, found);
+        }
+        if let (Some(next), false) = (n.any, segment.is_empty()) {
+            self.walk(next, tail, found);
+        }
+    }
+
+    /// The plain scan the trie replaces; kept to check the trie against.
+    #[cfg(test)]
+    fn find_by_scan(&self, method: &str, path: &str) -> RouteMatch<'_> {
         let mut allow: Vec<&str> = Vec::new();
         for r in self.routes.iter().filter(|r| r.matches_path(path)) {
             if r.method == method {
@@ -457,6 +588,72 @@ mod tests {
         assert!(r.overlaps_prefix("/botconnector/bots/x").is_some());
         assert!(r.overlaps_prefix("/openmessaging").is_none());
         assert!(r.overlaps_prefix("/botconnector/other").is_none());
+    }
+
+    #[test]
+    fn the_trie_keeps_configured_order_among_overlapping_routes() {
+        let list = [
+            ("PUT", "/a/*/c"),
+            ("GET", "/a/b/*"),
+            ("POST", "/*/b/c"),
+            ("GET", "/a/b/c"),
+            ("DELETE", "/a/b"),
+            ("GET", "/"),
+        ];
+        let r = Routes::new(
+            list.iter()
+                .map(|(m, p)| Route::parse(m, p).unwrap())
+                .collect(),
+            None,
+        );
+        assert_eq!(verdict(&r, "GET", "/a/b/c"), "allowed GET /a/b/*");
+        assert_eq!(verdict(&r, "HEAD", "/a/b/c"), "405 allow PUT, GET, POST");
+        assert_eq!(verdict(&r, "GET", "/"), "allowed GET /");
+        assert_eq!(verdict(&r, "GET", "/a/b/c/d"), "404");
+        assert_eq!(verdict(&Routes::default(), "GET", "/"), "404");
+    }
+
+    mod trie_against_scan {
+        use super::*;
+        use proptest::prelude::*;
+
+        const WORDS: &[&str] = &["a", "b", "bots", "v2", "*", "messages", "x-1"];
+
+        fn pattern() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(WORDS), 0..5)
+                .prop_map(|s| format!("/{}", s.join("/")))
+        }
+
+        fn request_path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                proptest::sample::select(&["a", "b", "bots", "v2", "messages", "x-1", "*", ""][..]),
+                0..7,
+            )
+            .prop_map(|s| format!("/{}", s.join("/")))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Random tables (up to 64 routes, overlapping freely) and paths, clean or not:
+            /// the trie answers exactly as scanning the list in order does.
+            #[test]
+            fn trie_answers_as_the_scan_does(
+                table in proptest::collection::vec(
+                    (proptest::sample::select(&["GET", "POST", "PUT"][..]), pattern()),
+                    0..64,
+                ),
+                method in proptest::sample::select(&["GET", "POST", "PUT", "HEAD"][..]),
+                path in request_path(),
+            ) {
+                let list: Vec<Route> = table
+                    .iter()
+                    .filter_map(|(m, p)| Route::parse(m, p).ok())
+                    .collect();
+                let routes = Routes::new(list, None);
+                prop_assert_eq!(routes.find(method, &path), routes.find_by_scan(method, &path));
+            }
+        }
     }
 
     #[test]

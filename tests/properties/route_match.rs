@@ -140,7 +140,9 @@ proptest! {
         match table.find(method, path) {
             RouteMatch::Allowed(r) => {
                 prop_assert_eq!(r.method.as_str(), method);
-                prop_assert!(matching.contains(&r), "{} allowed {}", r, path);
+                // The first matching route with this method, in configured order.
+                let first = matching.iter().find(|m| m.method == method);
+                prop_assert_eq!(Some(&r), first, "{} allowed {}", r, path);
             }
             RouteMatch::WrongMethod(allow) => {
                 prop_assert!(!matching.is_empty() && matching.iter().all(|r| r.method != method));
@@ -154,6 +156,45 @@ proptest! {
             }
             RouteMatch::NotFound => prop_assert!(matching.is_empty(), "{} matches {:?}", path, matching),
         }
+    }
+
+    /// Large tables (up to 64 routes, the most a config takes) drawn from few segments, so
+    /// routes overlap, share prefixes and mix literals with `*`: the compiled table answers
+    /// exactly as scanning the list in configured order does.
+    #[test]
+    fn route_table_answers_as_a_scan_in_order(
+        table in prop::collection::vec(
+            (
+                select(&["GET", "POST", "PUT", "DELETE"][..]),
+                prop::collection::vec(select(&["v2", "bots", "a", "b", "*"][..]), 0..5),
+            ),
+            0..64,
+        ),
+        method in select(&["GET", "POST", "PUT", "HEAD"][..]),
+        segments in prop::collection::vec(select(&["v2", "bots", "a", "b", "c"][..]), 0..6),
+    ) {
+        let mut list: Vec<Route> = Vec::new();
+        for (m, segs) in &table {
+            let r = Route::parse(m, &format!("/{}", segs.join("/"))).unwrap();
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        }
+        let path = format!("/{}", segments.join("/"));
+        let matching: Vec<&Route> = list.iter().filter(|r| reference_matches(&r.path, &path)).collect();
+        let mut allow: Vec<&str> = Vec::new();
+        for r in &matching {
+            if !allow.contains(&r.method.as_str()) {
+                allow.push(&r.method);
+            }
+        }
+        let want = match matching.iter().find(|r| r.method == method) {
+            Some(r) => RouteMatch::Allowed(r),
+            None if allow.is_empty() => RouteMatch::NotFound,
+            None => RouteMatch::WrongMethod(allow.join(", ")),
+        };
+        let compiled = Routes::new(list.clone(), None);
+        prop_assert_eq!(compiled.find(method, &path), want);
     }
 
     /// Any text as a path, route or media type: never panics.
