@@ -9,6 +9,7 @@ use super::tokens::{
     claim_holder_id_in, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker,
 };
 use crate::config;
+use crate::pipeline::audit::Audit;
 use crate::pipeline::header_map;
 use crate::pipeline::held::{self, Held};
 use crate::pipeline::metrics::{Kind, Stats};
@@ -83,6 +84,30 @@ impl RequestHost for Host {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
             .ok()
             .flatten()
+    }
+    /// One property per set field: the access log prints each as
+    /// `%FILTER_STATE(wasm.bcsp_guard.<field>:PLAIN)%`. A host that refuses the first gets
+    /// no more calls.
+    fn audit(&self, record: &Audit) {
+        for (name, value) in record.fields() {
+            if !abi::set_property(audit_property(name), value.as_bytes()) {
+                return;
+            }
+        }
+    }
+}
+
+/// The property (filter state without its `wasm.` prefix) each audit field is written to.
+fn audit_property(field: &str) -> &'static str {
+    match field {
+        "key_id" => "bcsp_guard.key_id",
+        "verdict" => "bcsp_guard.verdict",
+        "reason" => "bcsp_guard.reason",
+        "client" => "bcsp_guard.client",
+        "client_source" => "bcsp_guard.client_source",
+        "route" => "bcsp_guard.route",
+        "audience" => "bcsp_guard.audience",
+        _ => "bcsp_guard.lockout",
     }
 }
 

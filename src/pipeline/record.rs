@@ -3,6 +3,7 @@
 //! target and the property tests all drive the pipeline through it, so what they exercise is
 //! exactly the code both real hosts run.
 
+use super::audit::Audit;
 use super::header_map;
 use super::reply::Reply;
 use super::{on_request_body, on_request_headers, BodyState, Guard, Outcome, Ports, RequestHost};
@@ -30,6 +31,8 @@ pub struct Effects {
     pub counters: Vec<u32>,
     /// The pipeline's last verdict for the request.
     pub outcome: Outcome,
+    /// The audit record as an access log would print it (every record merged in order).
+    pub audit: Audit,
 }
 
 impl Effects {
@@ -81,6 +84,7 @@ pub struct Recorder {
     edits: RefCell<Vec<Edit>>,
     replies: RefCell<Vec<Reply>>,
     counters: RefCell<Vec<u32>>,
+    audit: RefCell<Audit>,
 }
 
 impl Recorder {
@@ -128,6 +132,7 @@ impl Recorder {
             replies: self.replies.into_inner(),
             counters: self.counters.into_inner(),
             outcome,
+            audit: self.audit.into_inner(),
         }
     }
 }
@@ -161,6 +166,9 @@ impl RequestHost for Recorder {
     }
     fn now_ms(&self) -> i64 {
         self.now_ms
+    }
+    fn audit(&self, record: &Audit) {
+        self.audit.borrow_mut().merge(record);
     }
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
         self.body

@@ -61,6 +61,8 @@ pub struct EnvoyConfig {
     pub underscores: Option<&'static str>,
     /// Raw YAML for the virtual host's `routes:` list, replacing the generated one.
     pub routes_yaml: Option<String>,
+    /// A JSON access log with the audit fields (`Envoy::access_log`).
+    pub access_log: bool,
 }
 
 impl EnvoyConfig {
@@ -84,7 +86,13 @@ impl EnvoyConfig {
             routes_yaml: None,
             artifact: default_artifact(),
             extra_listeners: String::new(),
+            access_log: false,
         }
+    }
+
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
     }
     pub fn extra_listeners(mut self, yaml: &str) -> Self {
         self.extra_listeners = yaml.to_string();
@@ -340,7 +348,15 @@ static_resources:
                             "          common_http_protocol_options: {{headers_with_underscores_action: {a}}}\n"
                         )
                     })
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                + &if self.access_log {
+                    super::access_log::access_log_yaml(
+                        self.artifact,
+                        super::access_log::ACCESS_LOG_PLACEHOLDER,
+                    )
+                } else {
+                    String::new()
+                },
             cluster_extra = if self.trailers {
                 "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
                  \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
