@@ -73,7 +73,7 @@ unit:
 
 # On the newest Envoy, the suites that do not check the Wasm host itself also run against the
 # native build (docs/DYNAMIC_MODULE.md).
-DYNMOD_SUITES := spoofing tokens keys client_ip routes lockout
+DYNMOD_SUITES := spoofing tokens keys client_ip routes lockout access_log
 
 e2e-latest: $(ENVOY) wasm dynmod
 	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard $(addprefix --test ,$(E2E_SUITES)) -- --test-threads 2
