@@ -100,7 +100,13 @@ fn every_verdict_is_one_access_log_line_with_its_fields() {
     // 401s, one client each so none is locked out yet.
     let cases = [
         ("missing", 2, bots(), "denied.missing_key", None),
-        ("wrong", 3, bots().header("x-bcsp-key", "guess"), "denied.invalid_key", None),
+        (
+            "wrong",
+            3,
+            bots().header("x-bcsp-key", "guess"),
+            "denied.invalid_key",
+            None,
+        ),
         (
             "twice",
             4,
@@ -149,8 +155,20 @@ fn every_verdict_is_one_access_log_line_with_its_fields() {
     let keyed = |m: &str, p: &str| request(m, p).header("x-bcsp-key", KEY);
     let c6 = client(6);
     let refusals = [
-        ("unknown", keyed("GET", "/botconnector/nope"), 404, "denied.route", None),
-        ("method", keyed("DELETE", "/botconnector/bots"), 405, "denied.route", None),
+        (
+            "unknown",
+            keyed("GET", "/botconnector/nope"),
+            404,
+            "denied.route",
+            None,
+        ),
+        (
+            "method",
+            keyed("DELETE", "/botconnector/bots"),
+            405,
+            "denied.route",
+            None,
+        ),
         (
             "media",
             keyed("POST", "/botconnector/messages").body("text/plain", "hi"),

@@ -27,6 +27,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Timer period: bounds how late a worker notices a token another worker fetched, how late a
@@ -86,30 +87,23 @@ impl RequestHost for Host {
             .flatten()
     }
     /// One property per set field: the access log prints each as
-    /// `%FILTER_STATE(wasm.bcsp_guard.<field>:PLAIN)%`. A host that refuses the first gets
-    /// no more calls.
+    /// `%FILTER_STATE(wasm.bcsp_guard.<field>:PLAIN)%`. A host that refuses one (GCP Service
+    /// Extensions has no access log of ours to feed) is not asked again.
     fn audit(&self, record: &Audit) {
-        for (name, value) in record.fields() {
-            if !abi::set_property(audit_property(name), value.as_bytes()) {
+        if PROPERTIES_REFUSED.load(Ordering::Relaxed) {
+            return;
+        }
+        for (field, value) in record.fields() {
+            if !abi::set_property(field.property, value.as_bytes()) {
+                PROPERTIES_REFUSED.store(true, Ordering::Relaxed);
                 return;
             }
         }
     }
 }
 
-/// The property (filter state without its `wasm.` prefix) each audit field is written to.
-fn audit_property(field: &str) -> &'static str {
-    match field {
-        "key_id" => "bcsp_guard.key_id",
-        "verdict" => "bcsp_guard.verdict",
-        "reason" => "bcsp_guard.reason",
-        "client" => "bcsp_guard.client",
-        "client_source" => "bcsp_guard.client_source",
-        "route" => "bcsp_guard.route",
-        "audience" => "bcsp_guard.audience",
-        _ => "bcsp_guard.lockout",
-    }
-}
+/// Set once the host refused to store a property.
+static PROPERTIES_REFUSED: AtomicBool = AtomicBool::new(false);
 
 impl SharedHost for Host {
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -140,16 +140,30 @@ pub struct Audit {
     pub lockout: Option<Lockout>,
 }
 
-/// The names the fields have in filter state / dynamic metadata, in [`Audit::fields`] order.
-pub const FIELDS: [&str; 8] = [
-    "key_id",
-    "verdict",
-    "reason",
-    "client",
-    "client_source",
-    "route",
-    "audience",
-    "lockout",
+/// One audit field as hosts export it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Its name: the dynamic module's metadata key (namespace `bcsp_guard`), and the key of
+    /// the access log's JSON line.
+    pub name: &'static str,
+    /// The Wasm property it is written to (Envoy's filter state `wasm.<property>`).
+    pub property: &'static str,
+}
+
+const fn field(name: &'static str, property: &'static str) -> Field {
+    Field { name, property }
+}
+
+/// Every field, in [`Audit::fields`] order.
+pub const FIELDS: [Field; 8] = [
+    field("key_id", "bcsp_guard.key_id"),
+    field("verdict", "bcsp_guard.verdict"),
+    field("reason", "bcsp_guard.reason"),
+    field("client", "bcsp_guard.client"),
+    field("client_source", "bcsp_guard.client_source"),
+    field("route", "bcsp_guard.route"),
+    field("audience", "bcsp_guard.audience"),
+    field("lockout", "bcsp_guard.lockout"),
 ];
 
 /// The longest value written; config-chosen values are short, this only bounds surprises.
@@ -176,9 +190,9 @@ impl Audit {
         self
     }
 
-    /// Every field that is set, as `(name, value)`: printable ASCII, at most 64 characters
-    /// (plus `...` when cut).
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    /// Every field that is set, with its value: printable ASCII, at most 64 characters (plus
+    /// `...` when cut).
+    pub fn fields(&self) -> impl Iterator<Item = (&'static Field, String)> + '_ {
         let bounded = |s: &str| {
             if s.len() <= MAX_VALUE && s.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
                 s.to_owned()
@@ -200,9 +214,9 @@ impl Audit {
             self.lockout.map(|l| l.code().to_owned()),
         ];
         FIELDS
-            .into_iter()
+            .iter()
             .zip(values)
-            .filter_map(|(name, v)| v.map(|v| (name, v)))
+            .filter_map(|(field, v)| v.map(|v| (field, v)))
     }
 
     /// `later` on top of `self`: its set fields win, the others stay.
@@ -228,12 +242,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_property_is_the_field_name_under_the_filter_prefix() {
+        for f in &FIELDS {
+            assert_eq!(f.property, format!("bcsp_guard.{}", f.name));
+        }
+    }
+
+    #[test]
     fn fields_are_bounded_and_printable() {
         let a = Audit {
             route: Some(format!("GET /{}\u{7}", "x".repeat(100))),
             ..Audit::decided(Reason::Route, Some(404))
         };
-        let f: Vec<_> = a.fields().collect();
+        let f: Vec<_> = a.fields().map(|(f, v)| (f.name, v)).collect();
         assert_eq!(f[0], ("verdict", "404".to_owned()));
         assert_eq!(f[1], ("reason", "denied.route".to_owned()));
         let route = &f[2].1;
@@ -258,7 +279,8 @@ mod tests {
     #[test]
     fn client_source_names_the_rule() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let a = Audit::default().with_client(Some(ip), ClientIpRule::ForwardedFor { trusted_hops: 2 });
+        let a =
+            Audit::default().with_client(Some(ip), ClientIpRule::ForwardedFor { trusted_hops: 2 });
         assert_eq!(a.client_source.as_deref(), Some("xff-2"));
         let a = Audit::default().with_client(Some(ip), ClientIpRule::Downstream);
         assert_eq!(a.client_source.as_deref(), Some("peer"));

@@ -194,7 +194,8 @@ pub fn on_request_headers<H: RequestHost>(
             host.increment(guard.stats.denied_locked_out);
             host.audit(&Audit {
                 lockout: Some(Lockout::Locked),
-                ..Audit::decided(Reason::LockedOut, Some(429)).with_client(Some(ip), policy.client_ip)
+                ..Audit::decided(Reason::LockedOut, Some(429))
+                    .with_client(Some(ip), policy.client_ip)
             });
             host.send_reply(&Reply::locked_out(
                 retry_after_s,
@@ -421,7 +422,10 @@ pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str
             Reply::request_timeout(request_id)
         }
     };
-    host.audit(&Audit::decided(Reason::WebhookIncomplete, Some(reply.status)));
+    host.audit(&Audit::decided(
+        Reason::WebhookIncomplete,
+        Some(reply.status),
+    ));
     host.send_reply(&reply);
 }
 
@@ -518,12 +522,12 @@ fn too_large_webhook<H: RequestHost>(
     Refusal::new(&why, pending.client, Reason::BodyTooLarge)
         .route(webhook_route(guard, pending.index))
         .send(
-        host,
-        guard,
-        ports,
-        view,
-        Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
-    );
+            host,
+            guard,
+            ports,
+            view,
+            Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
+        );
 }
 
 /// The signature over the whole body, then the method (405 only once authenticated).
@@ -547,12 +551,12 @@ fn webhook_check<H: RequestHost>(
         Refusal::new(&why, pending.client, Reason::Route)
             .route(webhook_route(guard, pending.index))
             .send(
-            host,
-            guard,
-            ports,
-            view,
-            Reply::method_not_allowed("POST", view.header("x-request-id")),
-        );
+                host,
+                guard,
+                ports,
+                view,
+                Reply::method_not_allowed("POST", view.header("x-request-id")),
+            );
         return false;
     }
     true

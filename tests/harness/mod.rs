@@ -34,8 +34,8 @@ mod wire;
 
 #[allow(unused_imports)] // not every suite uses every part
 pub use self::{
-    access_log::*, artifacts::*, client::*, config::*, denials::*, envoy::*, fixtures::*, signatures::*,
-    tempdir::*, upstream::*, wire::*,
+    access_log::*, artifacts::*, client::*, config::*, denials::*, envoy::*, fixtures::*,
+    signatures::*, tempdir::*, upstream::*, wire::*,
 };
 
 /// The `bcsp-guard` package root: where the Makefile, `src/` and `target/` are.

@@ -168,13 +168,13 @@ impl RequestHost for StreamHost {
     /// One dynamic-metadata entry per set field, namespace `bcsp_guard`: the access log
     /// prints each as `%DYNAMIC_METADATA(bcsp_guard:<field>)%`.
     fn audit(&self, record: &Audit) {
-        for (name, value) in record.fields() {
+        for (field, value) in record.fields() {
             // SAFETY: live filter pointer; the buffers outlive the call and Envoy copies them.
             unsafe {
                 abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
                     self.ptr,
                     ModuleBuffer::of(AUDIT_NAMESPACE),
-                    ModuleBuffer::of(name.as_bytes()),
+                    ModuleBuffer::of(field.name.as_bytes()),
                     ModuleBuffer::of(value.as_bytes()),
                 );
             }

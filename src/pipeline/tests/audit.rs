@@ -16,8 +16,11 @@ fn run(g: &Guard, ports: Ports<'_>, path: &str, headers: &[(&str, &str)]) -> Aud
         .audit
 }
 
+/// A request's path, headers, and the status and reason it must get.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, Reason);
+
 fn fields(a: &Audit) -> Vec<(&'static str, String)> {
-    a.fields().collect()
+    a.fields().map(|(f, v)| (f.name, v)).collect()
 }
 
 #[test]
@@ -47,17 +50,29 @@ fn an_admitted_request_names_key_route_and_audience() {
 
 #[test]
 fn each_refusal_names_its_counter_and_status() {
-    let g = guard(&format!("{ROUTES_CFG},\"allow_cidrs\":[\"198.51.100.0/24\"]"));
-    let cases: [(&str, &[(&str, &str)], u32, Reason); 4] = [
+    let g = guard(&format!(
+        "{ROUTES_CFG},\"allow_cidrs\":[\"198.51.100.0/24\"]"
+    ));
+    let cases: [Case<'_>; 4] = [
         ("/botconnector/bots", &[], 401, Reason::MissingKey),
-        ("/botconnector/bots", &[("x-bcsp-key", "guess")], 401, Reason::InvalidKey),
+        (
+            "/botconnector/bots",
+            &[("x-bcsp-key", "guess")],
+            401,
+            Reason::InvalidKey,
+        ),
         (
             "/botconnector/bots",
             &[("x-bcsp-key", "alpha"), ("x-bcsp-key", "alpha")],
             401,
             Reason::InvalidKey,
         ),
-        ("/botconnector/nope", &[("x-bcsp-key", "alpha")], 404, Reason::Route),
+        (
+            "/botconnector/nope",
+            &[("x-bcsp-key", "alpha")],
+            404,
+            Reason::Route,
+        ),
     ];
     for (path, headers, status, reason) in cases {
         let a = run(&g, Ports::default(), path, headers);
@@ -67,7 +82,12 @@ fn each_refusal_names_its_counter_and_status() {
         assert_eq!(a.client_source.as_deref(), Some("peer"));
     }
     let outside = guard(r#","allow_cidrs":["10.0.0.0/8"]"#);
-    let a = run(&outside, Ports::default(), "/bots", &[("x-bcsp-key", "alpha")]);
+    let a = run(
+        &outside,
+        Ports::default(),
+        "/bots",
+        &[("x-bcsp-key", "alpha")],
+    );
     assert_eq!(a.verdict, Some(Some(403)));
     assert_eq!(a.reason, Some(Reason::Ip));
     assert_eq!(a.key_id, None, "the key is never looked at");
@@ -135,7 +155,8 @@ fn no_field_carries_a_presented_secret_or_the_token() {
     };
     for secret in ["alpha", "not-a-key"] {
         let a = run(&g, ports, "/bots", &[("x-bcsp-key", secret)]);
-        for (name, value) in a.fields() {
+        for (field, value) in a.fields() {
+            let name = field.name;
             assert!(!value.contains(secret), "{name}={value}");
             assert!(!value.contains("jwt.secret.sig"), "{name}={value}");
         }
