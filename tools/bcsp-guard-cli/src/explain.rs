@@ -6,6 +6,7 @@
 use crate::args::{read_input, Args};
 use crate::check;
 use crate::envoy;
+use bcsp_guard::pipeline::audit::{Audit, FIELDS};
 use bcsp_guard::pipeline::header_map;
 use bcsp_guard::pipeline::metrics::Stats;
 use bcsp_guard::pipeline::record::{Edit, Recorder};
@@ -238,6 +239,7 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         for w in &why {
             println!("why: {w}");
         }
+        print_audit(&effects.audit);
         return Ok(2);
     }
     println!("verdict: forwarded to the upstream");
@@ -253,7 +255,20 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         }
     }
     println!("  (lockout state lives in Envoy and is not known here)");
+    print_audit(&effects.audit);
     Ok(0)
+}
+
+/// The fields Envoy's access log would print for this request (docs/OPERATIONS.md).
+fn print_audit(audit: &Audit) {
+    println!("access log (audit fields):");
+    for field in &FIELDS {
+        let value = audit
+            .fields()
+            .find(|(f, _)| f.name == field.name)
+            .map_or_else(|| "-".to_owned(), |(_, v)| v);
+        println!("  {:<14} {value}", field.name);
+    }
 }
 
 /// Why an admitted request was admitted: the key (or webhook) and the route.
