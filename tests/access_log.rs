@@ -295,6 +295,52 @@ fn a_request_refused_for_want_of_a_token_keeps_its_key_and_audience() {
     assert_file_free_of_secrets(&stack, &[KEY]);
 }
 
+#[test]
+fn a_client_taken_from_x_forwarded_for_is_logged_with_its_hop() {
+    let filter = json!({
+        "keys": [key("k1", KEY)],
+        "client_ip": {"from": "x-forwarded-for", "trusted_hops": 2},
+        "allow_cidrs": ["203.0.113.0/24"],
+    });
+    let stack = Stack::start(&EnvoyConfig::new(filter).access_log(true));
+    let send = |xff: &str, tag: &str| {
+        let id = rid(tag);
+        let reply = stack
+            .request("/bots")
+            .from(lo(1))
+            .header("x-bcsp-key", KEY)
+            .header("x-forwarded-for", xff)
+            .header("x-request-id", &id)
+            .send();
+        (reply.status, stack.envoy.access_log_line(&id))
+    };
+    // Envoy appends the peer: the 2nd entry from the right is the one the caller's proxy added.
+    let (status, line) = send("198.51.100.1, 203.0.113.7", "inside");
+    assert_eq!(status, 200);
+    assert_audit(
+        &line,
+        &[
+            ("key_id", "k1"),
+            ("verdict", "forwarded"),
+            ("reason", "allowed"),
+            ("client", "203.0.113.7"),
+            ("client_source", "xff-2"),
+        ],
+    );
+    let (status, line) = send("203.0.113.7, 198.51.100.1", "outside");
+    assert_eq!(status, 403);
+    assert_audit(
+        &line,
+        &[
+            ("verdict", "403"),
+            ("reason", "denied.ip"),
+            ("client", "198.51.100.1"),
+            ("client_source", "xff-2"),
+        ],
+    );
+    assert_file_free_of_secrets(&stack, &[KEY]);
+}
+
 /// No presented secret, key hash (either case), identity token or signature in any line.
 fn assert_file_free_of_secrets(stack: &Stack, secrets: &[&str]) {
     let text = std::fs::read_to_string(stack.envoy.access_log_path()).expect("access log");

@@ -33,11 +33,14 @@ pub fn audit_operator(artifact: Artifact, field: &str) -> String {
 
 /// The connection manager's `access_log` (indented for the harness's HCM), JSON to `path`.
 pub(super) fn access_log_yaml(artifact: Artifact, path: &str) -> String {
+    // The shipped configs' format, so a test's lines are what an operator sees.
     let mut fields = vec![
+        ("time", "%START_TIME%".to_string()),
         ("request_id", "%REQ(X-REQUEST-ID)%".to_string()),
         ("method", "%REQ(:METHOD)%".to_string()),
         ("path", "%REQ(:PATH):100%".to_string()),
         ("status", "%RESPONSE_CODE%".to_string()),
+        ("duration_ms", "%DURATION%".to_string()),
     ];
     for f in AUDIT_FIELDS {
         fields.push((f, audit_operator(artifact, f)));
