@@ -8,6 +8,7 @@ use super::metrics::Stats;
 use crate::config::fields::printable;
 use crate::policy::client_ip::ClientIpRule;
 use crate::policy::decide::DenyReason;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Why a request ended as it did. Its code is the counter's name without the `bcsp_guard.`
@@ -169,6 +170,15 @@ pub const FIELDS: [Field; 8] = [
 /// The longest value written; config-chosen values are short, this only bounds surprises.
 const MAX_VALUE: usize = 64;
 
+/// `s` as written out: lent when already printable and short, else cut and cleaned.
+fn bounded(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_VALUE && s.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(printable(s))
+    }
+}
+
 impl Audit {
     pub fn decided(reason: Reason, status: Option<u32>) -> Audit {
         Audit {
@@ -191,27 +201,20 @@ impl Audit {
     }
 
     /// Every field that is set, with its value: printable ASCII, at most 64 characters (plus
-    /// `...` when cut).
-    pub fn fields(&self) -> impl Iterator<Item = (&'static Field, String)> + '_ {
-        let bounded = |s: &str| {
-            if s.len() <= MAX_VALUE && s.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
-                s.to_owned()
-            } else {
-                printable(s)
-            }
-        };
-        let values = [
+    /// `...` when cut). Values already in that shape are lent, not copied.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static Field, Cow<'_, str>)> + '_ {
+        let values: [Option<Cow<'_, str>>; 8] = [
             self.key_id.as_deref().map(bounded),
             self.verdict.map(|v| match v {
-                None => "forwarded".to_owned(),
-                Some(status) => status.to_string(),
+                None => Cow::Borrowed("forwarded"),
+                Some(status) => Cow::Owned(status.to_string()),
             }),
-            self.reason.map(|r| r.code().to_owned()),
-            self.client.map(|ip| ip.to_string()),
-            self.client_source.clone(),
+            self.reason.map(|r| Cow::Borrowed(r.code())),
+            self.client.map(|ip| Cow::Owned(ip.to_string())),
+            self.client_source.as_deref().map(Cow::Borrowed),
             self.route.as_deref().map(bounded),
             self.audience.as_deref().map(bounded),
-            self.lockout.map(|l| l.code().to_owned()),
+            self.lockout.map(|l| Cow::Borrowed(l.code())),
         ];
         FIELDS
             .iter()
@@ -254,7 +257,7 @@ mod tests {
             route: Some(format!("GET /{}\u{7}", "x".repeat(100))),
             ..Audit::decided(Reason::Route, Some(404))
         };
-        let f: Vec<_> = a.fields().map(|(f, v)| (f.name, v)).collect();
+        let f: Vec<_> = a.fields().map(|(f, v)| (f.name, v.into_owned())).collect();
         assert_eq!(f[0], ("verdict", "404".to_owned()));
         assert_eq!(f[1], ("reason", "denied.route".to_owned()));
         let route = &f[2].1;

@@ -20,7 +20,7 @@ fn run(g: &Guard, ports: Ports<'_>, path: &str, headers: &[(&str, &str)]) -> Aud
 type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, Reason);
 
 fn fields(a: &Audit) -> Vec<(&'static str, String)> {
-    a.fields().map(|(f, v)| (f.name, v)).collect()
+    a.fields().map(|(f, v)| (f.name, v.into_owned())).collect()
 }
 
 #[test]

@@ -266,7 +266,7 @@ fn print_audit(audit: &Audit) {
         let value = audit
             .fields()
             .find(|(f, _)| f.name == field.name)
-            .map_or_else(|| "-".to_owned(), |(_, v)| v);
+            .map_or_else(|| "-".to_owned(), |(_, v)| v.into_owned());
         println!("  {:<14} {value}", field.name);
     }
 }
