@@ -47,6 +47,10 @@ pub trait RequestHost {
     /// keep the ones an earlier record set (see [`audit::Audit`]). A host without an access
     /// log ignores it.
     fn audit(&self, _record: &Audit) {}
+    /// One line for the operator's log; hosts print it where Envoy's log goes.
+    fn log(&self, level: log::Level, line: &str) {
+        log::log!(level, "{line}");
+    }
 }
 
 /// The worker's identity-token cache as the request path sees it.
@@ -368,17 +372,19 @@ static WARNED_HEADERS_WENT_AHEAD: AtomicBool = AtomicBool::new(false);
 /// still refused; the operator is told once per worker that this host cannot guard webhooks.
 fn headers_went_ahead<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>) {
     if !WARNED_HEADERS_WENT_AHEAD.swap(true, Ordering::Relaxed) {
-        log::error!(
+        host.log(
+            log::Level::Error,
             "bcsp-guard: this host let a webhook delivery's headers go on before its signature was \
-             checked (it ignores a header pause): do not configure webhooks on it"
+             checked (it ignores a header pause): do not configure webhooks on it",
         );
     }
     host.increment(guard.stats.denied_webhook_incomplete);
     host.audit(&Audit::decided(Reason::WebhookIncomplete, Some(503)));
-    log::warn!(
+    let line = format!(
         "bcsp-guard: denied 503 (webhook headers out of reach: the host let them go) request_id={}",
         request_id.map_or_else(|| "-".to_owned(), fields_printable)
     );
+    host.log(log::Level::Warn, &line);
     host.send_reply(&Reply::body_unavailable(request_id));
 }
 
@@ -394,31 +400,33 @@ pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str
     let reply = match why {
         HoldEnd::Withheld => {
             if !WARNED_BODY_WITHHELD.swap(true, Ordering::Relaxed) {
-                log::error!(
-                    "bcsp-guard: Envoy does not pass webhook bodies to bcsp-guard while it holds their \
-                     headers: set allow_on_headers_stop_iteration: true in this filter's Wasm plugin \
-                     config (envoy.filters.http.wasm config; Envoy 1.35+). Until then every delivery \
-                     is refused 503."
-                );
+                let line = "bcsp-guard: Envoy does not pass webhook bodies to bcsp-guard while it \
+                    holds their headers: set allow_on_headers_stop_iteration: true in this filter's \
+                    Wasm plugin config (envoy.filters.http.wasm config; Envoy 1.35+). Until then \
+                    every delivery is refused 503.";
+                host.log(log::Level::Error, line);
             }
-            log::warn!(
+            let line = format!(
                 "bcsp-guard: denied 503 (webhook body withheld by the host: \
                  allow_on_headers_stop_iteration is missing) request_id={id}"
             );
+            host.log(log::Level::Warn, &line);
             Reply::body_unavailable(request_id)
         }
         HoldEnd::NoBody => {
-            log::warn!(
+            let line = format!(
                 "bcsp-guard: denied 503 (no webhook body within {secs} s; if every delivery ends \
                  like this, the Wasm plugin config lacks allow_on_headers_stop_iteration: true) \
                  request_id={id}"
             );
+            host.log(log::Level::Warn, &line);
             Reply::body_unavailable(request_id)
         }
         HoldEnd::Incomplete => {
-            log::info!(
+            let line = format!(
                 "bcsp-guard: denied 408 (webhook body incomplete after {secs} s) request_id={id}"
             );
+            host.log(log::Level::Info, &line);
             Reply::request_timeout(request_id)
         }
     };
@@ -706,9 +714,12 @@ pub fn no_token<H: RequestHost>(
     host.increment(guard.stats.denied_no_token);
     host.audit(&Audit::decided(Reason::NoToken, Some(503)));
     let request_id = view.header("x-request-id");
-    log::warn!(
-        "bcsp-guard: refused 503 (no valid upstream identity token) request_id={}",
-        request_id.unwrap_or("-")
+    host.log(
+        log::Level::Warn,
+        &format!(
+            "bcsp-guard: refused 503 (no valid upstream identity token) request_id={}",
+            request_id.unwrap_or("-")
+        ),
     );
     host.send_reply(&Reply::no_token(retry_after_s, request_id));
 }
@@ -737,11 +748,10 @@ fn refuse<H: RequestHost>(
     if denial.reason == DenyReason::ClientUnknown(Unknown::DownstreamFromHeader)
         && !WARNED_FORWARDED_SOURCE.swap(true, Ordering::Relaxed)
     {
-        log::warn!(
-            "bcsp-guard: client_ip is `downstream` but Envoy's source.address came from X-Forwarded-For; \
-             set use_remote_address: true on the http_connection_manager (or use client_ip.from \
-             x-forwarded-for with trusted_hops). Such requests are refused."
-        );
+        let line = "bcsp-guard: client_ip is `downstream` but Envoy's source.address came from \
+            X-Forwarded-For; set use_remote_address: true on the http_connection_manager (or use \
+            client_ip.from x-forwarded-for with trusted_hops). Such requests are refused.";
+        host.log(log::Level::Warn, line);
     }
     let mut r = Refusal::new(
         denial.reason.describe(),
@@ -806,11 +816,14 @@ impl<'a> Refusal<'a> {
         });
         let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let key = self.key.map(|k| format!(" key={k}")).unwrap_or_default();
-        log::info!(
-            "bcsp-guard: denied {} ({}) client={shown} request_id={}{key}",
-            reply.status,
-            self.why,
-            request_id.map_or_else(|| "-".to_owned(), fields_printable),
+        host.log(
+            log::Level::Info,
+            &format!(
+                "bcsp-guard: denied {} ({}) client={shown} request_id={}{key}",
+                reply.status,
+                self.why,
+                request_id.map_or_else(|| "-".to_owned(), fields_printable),
+            ),
         );
         let mut record = Audit {
             key_id: self.key.map(|k| k.to_string()),
@@ -833,11 +846,12 @@ impl<'a> Refusal<'a> {
                     let (max, window) = policy
                         .lockout
                         .map_or((failures, 0), |l| (l.max_failures, l.window_s));
-                    log::warn!(
-                        "bcsp-guard: locked out client={ip} after {max} failed authentications within {window} s; \
-                         429 until {}",
-                        crate::policy::time::format_rfc3339(i64::from(until_s) * 1000),
+                    let until = crate::policy::time::format_rfc3339(i64::from(until_s) * 1000);
+                    let line = format!(
+                        "bcsp-guard: locked out client={ip} after {max} failed authentications \
+                         within {window} s; 429 until {until}"
                     );
+                    host.log(log::Level::Warn, &line);
                 }
             }
         }

@@ -33,6 +33,8 @@ pub struct Effects {
     pub outcome: Outcome,
     /// The audit record as an access log would print it (every record merged in order).
     pub audit: Audit,
+    /// The lines the pipeline logged, in order (never a secret: the same lines Envoy prints).
+    pub logs: Vec<(log::Level, String)>,
 }
 
 impl Effects {
@@ -85,6 +87,7 @@ pub struct Recorder {
     replies: RefCell<Vec<Reply>>,
     counters: RefCell<Vec<u32>>,
     audit: RefCell<Audit>,
+    logs: RefCell<Vec<(log::Level, String)>>,
 }
 
 impl Recorder {
@@ -133,6 +136,7 @@ impl Recorder {
             counters: self.counters.into_inner(),
             outcome,
             audit: self.audit.into_inner(),
+            logs: self.logs.into_inner(),
         }
     }
 }
@@ -169,6 +173,9 @@ impl RequestHost for Recorder {
     }
     fn audit(&self, record: &Audit) {
         self.audit.borrow_mut().merge(record);
+    }
+    fn log(&self, level: log::Level, line: &str) {
+        self.logs.borrow_mut().push((level, line.to_owned()));
     }
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
         self.body
@@ -220,6 +227,15 @@ mod tests {
         assert!(fx.edits.is_empty());
         assert_eq!(fx.count(g.stats.denied_ip), 1);
         assert_eq!(fx.header("x-bcsp-key"), ["alpha"]);
+        let (level, line) = &fx.logs[0];
+        assert_eq!(*level, log::Level::Info);
+        assert!(
+            line.starts_with(
+                "bcsp-guard: denied 403 (client address not in allow_cidrs) client=192.0.2.1"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("alpha"));
     }
 
     #[test]

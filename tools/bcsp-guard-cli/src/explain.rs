@@ -19,30 +19,6 @@ use bcsp_guard::policy::Policy;
 use bcsp_guard::token::plan::Missing;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Mutex;
-
-/// The filter's log lines, captured as they would appear in Envoy's log.
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if let Ok(mut lines) = LINES.lock() {
-            lines.push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-fn captured() -> Vec<String> {
-    LINES.lock().map(|l| l.clone()).unwrap_or_default()
-}
 
 /// Offline there is no metadata server: a token is assumed to be available.
 struct AssumedToken;
@@ -186,8 +162,6 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         .map(|(n, _)| n.clone())
         .collect();
 
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Info);
     let mut host = Recorder::new(headers.clone(), now_ms);
     if let Some(s) = source {
         host = host.with_property("source.address", s);
@@ -221,9 +195,12 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
     for n in &notes {
         println!("  {n}");
     }
-    let why: Vec<String> = captured()
-        .into_iter()
-        .map(|l| l.trim_start_matches("bcsp-guard: ").to_owned())
+    // The filter's own log lines, as Envoy would print them.
+    let why: Vec<String> = effects
+        .logs
+        .iter()
+        .filter(|(level, _)| *level <= log::Level::Info)
+        .map(|(_, l)| l.trim_start_matches("bcsp-guard: ").to_owned())
         .collect();
     if let (Some(reply), Outcome::Replied) = (effects.reply(), &effects.outcome) {
         let code = serde_json::from_str::<serde_json::Value>(&reply.body)
