@@ -74,7 +74,7 @@ unit:
 # On the newest Envoy, the Wasm suites also run against the native build; a case that checks
 # the Wasm host itself says so and skips there (docs/DYNAMIC_MODULE.md).
 DYNMOD_SUITES := spoofing tokens keys client_ip routes lockout config observability rotation \
-  rotation_reload token_log webhooks webhook_hold ip_ranges
+  rotation_reload token_log webhooks webhook_hold ip_ranges access_log
 
 e2e-latest: $(ENVOY) wasm dynmod
 	BCSP_GUARD_ENVOY=$(abspath $(ENVOY)) cargo test -p bcsp-guard $(addprefix --test ,$(E2E_SUITES)) -- --test-threads 2

@@ -13,6 +13,8 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_NATIVE_TOKEN_LIFETIME (70)
   BENCH_EXTRA_WASM=path[:label]  adds setup 5: the same bcsp-guard config with another .wasm
                                  (for before/after comparisons in the same interleaved run)
+  BENCH_ACCESS_LOG=1  adds setup 5 instead: setup 4 plus the shipped JSON access log with the
+                 audit fields (configs/envoy-5-bcsp-guard-access-log.yaml); 5/4 is its cost
   BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
                  by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
   BENCH_QUIET_BUDGET (120): seconds the whole run may spend waiting for a quiet machine
@@ -82,6 +84,7 @@ NATIVE_TOKEN_LIFETIME = int(os.environ.get("BENCH_NATIVE_TOKEN_LIFETIME", "70"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH, "RESULTS.md"))
 EXTRA = os.environ.get("BENCH_EXTRA_WASM", "")
+ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG", "") not in ("", "0")
 # A run is repeated (up to RETRIES times) when other processes took more than FOREIGN_MAX % of
 # Envoy's CPU during it, or Envoy got less than 90 % of its CPU at saturation.
 # At most RETRY_BUDGET repeats in all, so a busy machine cannot stretch the run unboundedly.
@@ -1240,7 +1243,8 @@ def rerender():
     data = json.load(open(os.path.join(OUT, "results.json")))
     globals().update(data.get("knobs", {}))
     if "5" in data["setups"]:
-        SETUPS["5"] = {"name": "bcsp-guard, extra module", "config": "envoy-4-bcsp-guard.yaml"}
+        SETUPS["5"] = {"name": data.get("setup5_name") or "bcsp-guard, extra module",
+                       "config": "envoy-4-bcsp-guard.yaml"}
     data["summary"] = summarize(data["runs"])
     if data.get("scaling"):
         data["scaling"]["summary"] = summarize_scaling(data["scaling"]["runs"])
@@ -1270,6 +1274,12 @@ def main():
         SETUPS["5"] = {"name": f"bcsp-guard, {extra_label or os.path.basename(extra_wasm)}",
                        "config": "envoy-4-bcsp-guard.yaml"}
         setups.append("5")
+    if ACCESS_LOG:
+        if EXTRA:
+            raise SystemExit("bench: BENCH_ACCESS_LOG and BENCH_EXTRA_WASM both add setup 5; set one")
+        SETUPS["5"] = {"name": "bcsp-guard + JSON access log (audit fields)",
+                       "config": "envoy-5-bcsp-guard-access-log.yaml"}
+        setups.append("5")
 
     # Others may rebuild target/ while this runs: every round loads the same copy.
     frozen = os.path.join(OUT, "bcsp_guard.under-test.wasm")
@@ -1283,6 +1293,7 @@ def main():
             "wasm_sha256": hashlib.sha256(open(frozen, "rb").read()).hexdigest(),
             "wasm_built_from": os.path.relpath(built_from, ROOT),
             "machine": machine(), "setups": setups,
+            "setup5_name": SETUPS["5"]["name"] if "5" in setups else None,
             "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     knobs = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
                      if k.startswith("BENCH_") and k != "BENCH_RESULTS")

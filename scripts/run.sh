@@ -186,7 +186,7 @@ wait_for() {
         [[ $code == 200 ]] && return 0
         if ((SECONDS >= DEADLINE)); then
             echo "run.sh: ${what} not ready after ${READY_TIMEOUT}s (last status ${code} from ${url})." >&2
-            echo "        Logs: $RUN_DIR/metadata-emulator.log $RUN_DIR/sample-bcsp.log $RUN_DIR/envoy.log $RUN_DIR/envoy.out" >&2
+            echo "        Logs: $RUN_DIR/metadata-emulator.log $RUN_DIR/sample-bcsp.log $RUN_DIR/envoy.log $RUN_DIR/access.log" >&2
             if [[ $code != 000 ]]; then
                 echo "---- last answer from ${url} ----" >&2
                 curl -s -i --connect-timeout 1 --max-time 2 "$@" "$url" 2>&1 | head -c 2000 >&2 || true
@@ -209,8 +209,8 @@ start sample-bcsp "$RUN_DIR/sample-bcsp.log" \
     "$BCSP_BIN" --listen "127.0.0.1:${BCSP_PORT}" --base-path "$BASE_PATH"
 : >"$RUN_DIR/envoy.log"
 # --disable-hot-restart: no shared-memory base id, so this Envoy never clashes with another
-# one on the machine (e.g. the test suite's).
-start envoy "$RUN_DIR/envoy.out" \
+# one on the machine (e.g. the test suite's). Envoy's stdout is its JSON access log (envoy.yaml).
+start envoy "$RUN_DIR/access.log" \
     "$ENVOY" -c envoy.yaml --concurrency 2 --disable-hot-restart --log-path "$RUN_DIR/envoy.log"
 
 wait_for "the metadata emulator" "http://127.0.0.1:${METADATA_PORT}/healthz"
@@ -230,6 +230,8 @@ bcsp-guard is running in Envoy in front of the sample BCSP.
   Demo key                       id ${KEY_ID}, header ${KEY_HEADER}: ${KEY_SECRET}
   Behind it                      sample BCSP 127.0.0.1:${BCSP_PORT}, metadata emulator 127.0.0.1:${METADATA_PORT}
   Envoy admin (loopback only)    http://127.0.0.1:${ADMIN_PORT}/stats?filter=bcsp_guard
+  Access log (JSON, one line per request, with bcsp-guard's decision)
+                                 $RUN_DIR/access.log   (tail -f $RUN_DIR/access.log)
 
 List the bots (admitted, 200):
   curl -s -H '${KEY_HEADER}: ${KEY_SECRET}' ${LISTENER}${BASE_PATH}/bots
@@ -243,7 +245,7 @@ Without the key (refused, 401):
   curl -si ${LISTENER}${BASE_PATH}/bots
 
 A scripted conversation: make demo (in another terminal)
-Logs: $RUN_DIR/envoy.log  $RUN_DIR/envoy.out  $RUN_DIR/sample-bcsp.log  $RUN_DIR/metadata-emulator.log
+Logs: $RUN_DIR/envoy.log  $RUN_DIR/access.log  $RUN_DIR/sample-bcsp.log  $RUN_DIR/metadata-emulator.log
 Ctrl-C stops everything.
 EOF
 

@@ -36,6 +36,12 @@ extern "C" {
         value_ptr: *mut *mut u8,
         value_len: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path_ptr: *const u8,
+        path_len: usize,
+        value_ptr: *const u8,
+        value_len: usize,
+    ) -> u32;
 }
 
 const OK: u32 = 0;
@@ -117,6 +123,15 @@ pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
     } else {
         None
     }
+}
+
+/// Sets a one-segment property of the current stream (Envoy keeps it as filter state
+/// `wasm.<name>`); false when the host refuses.
+pub fn set_property(name: &str, value: &[u8]) -> bool {
+    // SAFETY: both buffers are live for the call; the host copies them.
+    let status =
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    status == OK
 }
 
 /// proxy-wasm map types this filter reads.

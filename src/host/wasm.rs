@@ -9,6 +9,7 @@ use super::tokens::{
     claim_holder_id_in, FetchOutcome, FetchReply, Release, SharedHost, TokenWorker,
 };
 use crate::config;
+use crate::pipeline::audit::Audit;
 use crate::pipeline::header_map;
 use crate::pipeline::held::{self, Held};
 use crate::pipeline::metrics::{Kind, Stats};
@@ -26,6 +27,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Timer period: bounds how late a worker notices a token another worker fetched, how late a
@@ -84,7 +86,24 @@ impl RequestHost for Host {
             .ok()
             .flatten()
     }
+    /// One property per set field: the access log prints each as
+    /// `%FILTER_STATE(wasm.bcsp_guard.<field>:PLAIN)%`. A host that refuses one (GCP Service
+    /// Extensions has no access log of ours to feed) is not asked again.
+    fn audit(&self, record: &Audit) {
+        if PROPERTIES_REFUSED.load(Ordering::Relaxed) {
+            return;
+        }
+        for (field, value) in record.fields() {
+            if !abi::set_property(field.property, value.as_bytes()) {
+                PROPERTIES_REFUSED.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
 }
+
+/// Set once the host refused to store a property.
+static PROPERTIES_REFUSED: AtomicBool = AtomicBool::new(false);
 
 impl SharedHost for Host {
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -3,6 +3,7 @@
 //! Both hosts (the proxy-wasm module and the Envoy dynamic module) call it; so do the CLI's
 //! `explain`, the benchmark, the fuzz target and the property tests, through [`record`].
 
+pub mod audit;
 pub mod header_map;
 pub mod held;
 pub mod metrics;
@@ -20,6 +21,7 @@ use crate::policy::routes::{clean_path, is_json_media_type, RouteMatch};
 use crate::policy::webhook::SignatureError;
 use crate::policy::Policy;
 use crate::token::plan::Missing;
+use audit::{Audit, Lockout, Reason};
 use held::HoldEnd;
 use metrics::Stats;
 use reply::Reply;
@@ -41,6 +43,14 @@ pub trait RequestHost {
     /// The first `len` bytes of the request body Envoy holds (asked only at end of stream,
     /// after every chunk was buffered).
     fn request_body(&self, len: usize) -> Option<Vec<u8>>;
+    /// The request's audit record, for the access log: write every field that is set and
+    /// keep the ones an earlier record set (see [`audit::Audit`]). A host without an access
+    /// log ignores it.
+    fn audit(&self, _record: &Audit) {}
+    /// One line for the operator's log; hosts print it where Envoy's log goes.
+    fn log(&self, level: log::Level, line: &str) {
+        log::log!(level, "{line}");
+    }
 }
 
 /// The worker's identity-token cache as the request path sees it.
@@ -186,6 +196,11 @@ pub fn on_request_headers<H: RequestHost>(
     if let (Some(lockout), Some(ip)) = (ports.lockout, client) {
         if let Some(retry_after_s) = lockout.locked(ip) {
             host.increment(guard.stats.denied_locked_out);
+            host.audit(&Audit {
+                lockout: Some(Lockout::Locked),
+                ..Audit::decided(Reason::LockedOut, Some(429))
+                    .with_client(Some(ip), policy.client_ip)
+            });
             host.send_reply(&Reply::locked_out(
                 retry_after_s,
                 view.header("x-request-id"),
@@ -212,6 +227,7 @@ pub fn on_request_headers<H: RequestHost>(
             return Step::replied();
         }
     };
+    let mut route = None;
     if let Some(routes) = &policy.routes {
         let method = view.header(":method").unwrap_or("");
         let request_id = view.header("x-request-id");
@@ -220,7 +236,10 @@ pub fn on_request_headers<H: RequestHost>(
             Err(_) => RouteMatch::NotFound,
         };
         let refused = match found {
-            RouteMatch::Allowed(_) => None,
+            RouteMatch::Allowed(r) => {
+                route = Some(r.to_string());
+                None
+            }
             RouteMatch::WrongMethod(allow) => Some(Reply::method_not_allowed(&allow, request_id)),
             RouteMatch::NotFound => Some(Reply::not_found(request_id)),
         };
@@ -229,17 +248,14 @@ pub fn on_request_headers<H: RequestHost>(
                 Err(u) => format!("{}: {method} {}", u.as_str(), fields_printable(raw_path)),
                 Ok(p) => format!("no route for {method} {}", fields_printable(p)),
             };
-            let d = Refusal::new(&why, client, guard.stats.denied_route).key(&key.id);
+            let d = Refusal::new(&why, client, Reason::Route).key(&key.id);
             d.send(host, guard, ports, &view, reply);
             return Step::replied();
         }
         if method == "POST" && !view.header("content-type").is_some_and(is_json_media_type) {
-            let d = Refusal::new(
-                "POST body is not JSON",
-                client,
-                guard.stats.denied_media_type,
-            )
-            .key(&key.id);
+            let d = Refusal::new("POST body is not JSON", client, Reason::MediaType)
+                .key(&key.id)
+                .route(route.take());
             d.send(
                 host,
                 guard,
@@ -251,10 +267,15 @@ pub fn on_request_headers<H: RequestHost>(
         }
     }
     if content_length(&view).is_some_and(|n| n > policy.max_body_bytes) {
-        too_large(host, guard, ports, &view, client, Some(&key.id));
+        too_large(host, guard, ports, &view, client, Some(&key.id), route);
         return Step::replied();
     }
-    let outcome = admit(host, guard, ports.tokens, &view, Admitted::Key(key));
+    let record = Audit {
+        key_id: Some(key.id.to_string()),
+        route,
+        ..admitted(policy, ports, client)
+    };
+    let outcome = admit(host, guard, ports.tokens, &view, Admitted::Key(key), record);
     let body = match (&outcome, end_of_stream) {
         (Outcome::Replied, _) | (_, true) => BodyState::Closed,
         _ => BodyState::Counting {
@@ -295,7 +316,7 @@ pub fn on_request_body<H: RequestHost>(
                 // Cut off mid-stream: Envoy resets the upstream request and answers 413.
                 let id = request_id.take();
                 let headers = captured(id.as_deref());
-                too_large(host, guard, ports, &view_of(&headers), None, None);
+                too_large(host, guard, ports, &view_of(&headers), None, None, None);
                 *state = BodyState::Closed;
                 return Outcome::Replied;
             }
@@ -335,7 +356,11 @@ pub fn on_request_body<H: RequestHost>(
                 headers_went_ahead(host, guard, p.request_id.as_deref());
                 return Outcome::Replied;
             }
-            admit(host, guard, ports.tokens, &view, Admitted::Webhook)
+            let record = Audit {
+                route: webhook_route(guard, p.index),
+                ..admitted(&guard.policy, ports, p.client)
+            };
+            admit(host, guard, ports.tokens, &view, Admitted::Webhook, record)
         }
     }
 }
@@ -347,16 +372,19 @@ static WARNED_HEADERS_WENT_AHEAD: AtomicBool = AtomicBool::new(false);
 /// still refused; the operator is told once per worker that this host cannot guard webhooks.
 fn headers_went_ahead<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str>) {
     if !WARNED_HEADERS_WENT_AHEAD.swap(true, Ordering::Relaxed) {
-        log::error!(
+        host.log(
+            log::Level::Error,
             "bcsp-guard: this host let a webhook delivery's headers go on before its signature was \
-             checked (it ignores a header pause): do not configure webhooks on it"
+             checked (it ignores a header pause): do not configure webhooks on it",
         );
     }
     host.increment(guard.stats.denied_webhook_incomplete);
-    log::warn!(
+    host.audit(&Audit::decided(Reason::WebhookIncomplete, Some(503)));
+    let line = format!(
         "bcsp-guard: denied 503 (webhook headers out of reach: the host let them go) request_id={}",
         request_id.map_or_else(|| "-".to_owned(), fields_printable)
     );
+    host.log(log::Level::Warn, &line);
     host.send_reply(&Reply::body_unavailable(request_id));
 }
 
@@ -372,34 +400,40 @@ pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str
     let reply = match why {
         HoldEnd::Withheld => {
             if !WARNED_BODY_WITHHELD.swap(true, Ordering::Relaxed) {
-                log::error!(
-                    "bcsp-guard: Envoy does not pass webhook bodies to bcsp-guard while it holds their \
-                     headers: set allow_on_headers_stop_iteration: true in this filter's Wasm plugin \
-                     config (envoy.filters.http.wasm config; Envoy 1.35+). Until then every delivery \
-                     is refused 503."
-                );
+                let line = "bcsp-guard: Envoy does not pass webhook bodies to bcsp-guard while it \
+                    holds their headers: set allow_on_headers_stop_iteration: true in this filter's \
+                    Wasm plugin config (envoy.filters.http.wasm config; Envoy 1.35+). Until then \
+                    every delivery is refused 503.";
+                host.log(log::Level::Error, line);
             }
-            log::warn!(
+            let line = format!(
                 "bcsp-guard: denied 503 (webhook body withheld by the host: \
                  allow_on_headers_stop_iteration is missing) request_id={id}"
             );
+            host.log(log::Level::Warn, &line);
             Reply::body_unavailable(request_id)
         }
         HoldEnd::NoBody => {
-            log::warn!(
+            let line = format!(
                 "bcsp-guard: denied 503 (no webhook body within {secs} s; if every delivery ends \
                  like this, the Wasm plugin config lacks allow_on_headers_stop_iteration: true) \
                  request_id={id}"
             );
+            host.log(log::Level::Warn, &line);
             Reply::body_unavailable(request_id)
         }
         HoldEnd::Incomplete => {
-            log::info!(
+            let line = format!(
                 "bcsp-guard: denied 408 (webhook body incomplete after {secs} s) request_id={id}"
             );
+            host.log(log::Level::Info, &line);
             Reply::request_timeout(request_id)
         }
     };
+    host.audit(&Audit::decided(
+        Reason::WebhookIncomplete,
+        Some(reply.status),
+    ));
     host.send_reply(&reply);
 }
 
@@ -462,7 +496,11 @@ fn webhook_headers<H: RequestHost>(
         if !webhook_check(host, guard, ports, view, &pending, &[]) {
             return Step::replied();
         }
-        let outcome = admit(host, guard, ports.tokens, view, Admitted::Webhook);
+        let record = Audit {
+            route: webhook_route(guard, index),
+            ..admitted(&guard.policy, ports, client)
+        };
+        let outcome = admit(host, guard, ports.tokens, view, Admitted::Webhook, record);
         return Step {
             outcome,
             body: BodyState::Closed,
@@ -489,13 +527,15 @@ fn too_large_webhook<H: RequestHost>(
         .get(pending.index)
         .map_or("?", |w| w.path_prefix.as_str());
     let why = format!("{} on {prefix}", SignatureError::BodyTooLarge.describe());
-    Refusal::new(&why, pending.client, guard.stats.denied_body_too_large).send(
-        host,
-        guard,
-        ports,
-        view,
-        Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
-    );
+    Refusal::new(&why, pending.client, Reason::BodyTooLarge)
+        .route(webhook_route(guard, pending.index))
+        .send(
+            host,
+            guard,
+            ports,
+            view,
+            Reply::too_large(guard.policy.max_body_bytes, view.header("x-request-id")),
+        );
 }
 
 /// The signature over the whole body, then the method (405 only once authenticated).
@@ -516,13 +556,15 @@ fn webhook_check<H: RequestHost>(
     }
     if pending.method != "POST" {
         let why = format!("webhook {} takes only POST", hook.path_prefix);
-        Refusal::new(&why, pending.client, guard.stats.denied_route).send(
-            host,
-            guard,
-            ports,
-            view,
-            Reply::method_not_allowed("POST", view.header("x-request-id")),
-        );
+        Refusal::new(&why, pending.client, Reason::Route)
+            .route(webhook_route(guard, pending.index))
+            .send(
+                host,
+                guard,
+                ports,
+                view,
+                Reply::method_not_allowed("POST", view.header("x-request-id")),
+            );
         return false;
     }
     true
@@ -544,7 +586,8 @@ fn webhook_refuse<H: RequestHost>(
         .map_or("?", |w| w.path_prefix.as_str());
     let why = format!("{} on {prefix}", error.describe());
     let reply = Reply::unauthenticated(&guard.policy.www_authenticate, view.header("x-request-id"));
-    Refusal::new(&why, client, guard.stats.denied_webhook_signature)
+    Refusal::new(&why, client, Reason::WebhookSignature)
+        .route(webhook_route(guard, index))
         .send(host, guard, ports, view, reply);
 }
 
@@ -555,9 +598,10 @@ fn too_large<H: RequestHost>(
     view: &RequestView<'_>,
     client: Option<IpAddr>,
     key: Option<&KeyId>,
+    route: Option<String>,
 ) {
     let why = format!("body over max_body_bytes ({})", guard.policy.max_body_bytes);
-    let mut d = Refusal::new(&why, client, guard.stats.denied_body_too_large);
+    let mut d = Refusal::new(&why, client, Reason::BodyTooLarge).route(route);
     d.key = key;
     d.send(
         host,
@@ -598,6 +642,7 @@ fn admit<H: RequestHost>(
     tokens: Option<&dyn TokenPort>,
     view: &RequestView<'_>,
     who: Admitted<'_>,
+    mut record: Audit,
 ) -> Outcome {
     let policy = &guard.policy;
     strip_client_identity(host, policy, view);
@@ -614,10 +659,13 @@ fn admit<H: RequestHost>(
             let index = policy.keys.keys.iter().position(|k| std::ptr::eq(k, key));
             host.increment(index.and_then(|i| guard.stats.key_accepted.get(i).copied().flatten()));
         }
-        Admitted::Webhook => host.increment(guard.stats.webhook_accepted),
+        Admitted::Webhook => {
+            host.increment(guard.stats.webhook_accepted);
+            record.reason = Some(Reason::WebhookAccepted);
+        }
     }
-
     let Some(upstream) = &policy.upstream_token else {
+        host.audit(&record);
         return Outcome::Forward;
     };
     // The route read here is the one Envoy chose before these edits (see the README on
@@ -629,6 +677,9 @@ fn admit<H: RequestHost>(
             .and_then(|b| String::from_utf8(b).ok())
     };
     let audience = key_audience.unwrap_or_else(|| upstream.audience_for(routed.as_deref()));
+    // Written before the token step: a 503 there overrides only the verdict and reason.
+    record.audience = Some(audience.to_owned());
+    host.audit(&record);
     let Some(tokens) = tokens else {
         // Configured for tokens but the host cannot hold them: fail closed.
         no_token(host, guard, view, 5);
@@ -661,10 +712,14 @@ pub fn no_token<H: RequestHost>(
     retry_after_s: u64,
 ) {
     host.increment(guard.stats.denied_no_token);
+    host.audit(&Audit::decided(Reason::NoToken, Some(503)));
     let request_id = view.header("x-request-id");
-    log::warn!(
-        "bcsp-guard: refused 503 (no valid upstream identity token) request_id={}",
-        request_id.unwrap_or("-")
+    host.log(
+        log::Level::Warn,
+        &format!(
+            "bcsp-guard: refused 503 (no valid upstream identity token) request_id={}",
+            request_id.unwrap_or("-")
+        ),
     );
     host.send_reply(&Reply::no_token(retry_after_s, request_id));
 }
@@ -693,16 +748,15 @@ fn refuse<H: RequestHost>(
     if denial.reason == DenyReason::ClientUnknown(Unknown::DownstreamFromHeader)
         && !WARNED_FORWARDED_SOURCE.swap(true, Ordering::Relaxed)
     {
-        log::warn!(
-            "bcsp-guard: client_ip is `downstream` but Envoy's source.address came from X-Forwarded-For; \
-             set use_remote_address: true on the http_connection_manager (or use client_ip.from \
-             x-forwarded-for with trusted_hops). Such requests are refused."
-        );
+        let line = "bcsp-guard: client_ip is `downstream` but Envoy's source.address came from \
+            X-Forwarded-For; set use_remote_address: true on the http_connection_manager (or use \
+            client_ip.from x-forwarded-for with trusted_hops). Such requests are refused.";
+        host.log(log::Level::Warn, line);
     }
     let mut r = Refusal::new(
         denial.reason.describe(),
         denial.client,
-        guard.stats.for_denial(denial.reason),
+        Reason::of_denial(denial.reason),
     );
     r.key = denial.key;
     r.send(host, guard, ports, view, reply);
@@ -713,21 +767,29 @@ struct Refusal<'a> {
     why: &'a str,
     client: Option<IpAddr>,
     key: Option<&'a KeyId>,
-    counter: Option<u32>,
+    reason: Reason,
+    /// The route or webhook the request matched, for the audit record.
+    route: Option<String>,
 }
 
 impl<'a> Refusal<'a> {
-    fn new(why: &'a str, client: Option<IpAddr>, counter: Option<u32>) -> Refusal<'a> {
+    fn new(why: &'a str, client: Option<IpAddr>, reason: Reason) -> Refusal<'a> {
         Refusal {
             why,
             client,
             key: None,
-            counter,
+            reason,
+            route: None,
         }
     }
 
     fn key(mut self, key: &'a KeyId) -> Refusal<'a> {
         self.key = Some(key);
+        self
+    }
+
+    fn route(mut self, route: Option<String>) -> Refusal<'a> {
+        self.route = route;
         self
     }
 
@@ -740,7 +802,7 @@ impl<'a> Refusal<'a> {
         reply: Reply,
     ) {
         let policy = &guard.policy;
-        host.increment(self.counter);
+        host.increment(self.reason.counter(&guard.stats));
         let request_id = view.header("x-request-id");
         // The log names the client even when no IP rule ran; the decision path stayed lean.
         let client = self.client.or_else(|| {
@@ -754,29 +816,65 @@ impl<'a> Refusal<'a> {
         });
         let shown = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let key = self.key.map(|k| format!(" key={k}")).unwrap_or_default();
-        log::info!(
-            "bcsp-guard: denied {} ({}) client={shown} request_id={}{key}",
-            reply.status,
-            self.why,
-            request_id.map_or_else(|| "-".to_owned(), fields_printable),
+        host.log(
+            log::Level::Info,
+            &format!(
+                "bcsp-guard: denied {} ({}) client={shown} request_id={}{key}",
+                reply.status,
+                self.why,
+                request_id.map_or_else(|| "-".to_owned(), fields_printable),
+            ),
         );
+        let mut record = Audit {
+            key_id: self.key.map(|k| k.to_string()),
+            route: self.route,
+            ..Audit::decided(self.reason, Some(reply.status)).with_client(client, policy.client_ip)
+        };
+        if let (Some(_), Some(_), false) = (ports.lockout, client, self.reason == Reason::Ip) {
+            record.lockout = Some(Lockout::Clear);
+        }
         if reply.status == 401 {
             if let (Some(lockout), Some(ip)) = (ports.lockout, client) {
-                if let Failure::LockedOut { until_s, failures } = lockout.failed(ip) {
+                let failure = lockout.failed(ip);
+                record.lockout = Some(match failure {
+                    Failure::Counted(_) => Lockout::Counted,
+                    Failure::LockedOut { .. } => Lockout::Started,
+                    Failure::AlreadyLocked => Lockout::Locked,
+                });
+                if let Failure::LockedOut { until_s, failures } = failure {
                     host.increment(guard.stats.lockout_started);
                     let (max, window) = policy
                         .lockout
                         .map_or((failures, 0), |l| (l.max_failures, l.window_s));
-                    log::warn!(
-                        "bcsp-guard: locked out client={ip} after {max} failed authentications within {window} s; \
-                         429 until {}",
-                        crate::policy::time::format_rfc3339(i64::from(until_s) * 1000),
+                    let until = crate::policy::time::format_rfc3339(i64::from(until_s) * 1000);
+                    let line = format!(
+                        "bcsp-guard: locked out client={ip} after {max} failed authentications \
+                         within {window} s; 429 until {until}"
                     );
+                    host.log(log::Level::Warn, &line);
                 }
             }
         }
+        host.audit(&record);
         host.send_reply(&reply);
     }
+}
+
+/// The record of an admitted request before its key, route and audience are known.
+fn admitted(policy: &Policy, ports: Ports<'_>, client: Option<IpAddr>) -> Audit {
+    let mut record = Audit::decided(Reason::Allowed, None).with_client(client, policy.client_ip);
+    if ports.lockout.is_some() && client.is_some() {
+        record.lockout = Some(Lockout::Clear);
+    }
+    record
+}
+
+fn webhook_route(guard: &Guard, index: usize) -> Option<String> {
+    guard
+        .policy
+        .webhooks
+        .get(index)
+        .map(|w| format!("webhook {}", w.path_prefix))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! target and the property tests all drive the pipeline through it, so what they exercise is
 //! exactly the code both real hosts run.
 
+use super::audit::Audit;
 use super::header_map;
 use super::reply::Reply;
 use super::{on_request_body, on_request_headers, BodyState, Guard, Outcome, Ports, RequestHost};
@@ -30,6 +31,10 @@ pub struct Effects {
     pub counters: Vec<u32>,
     /// The pipeline's last verdict for the request.
     pub outcome: Outcome,
+    /// The audit record as an access log would print it (every record merged in order).
+    pub audit: Audit,
+    /// The lines the pipeline logged, in order (never a secret: the same lines Envoy prints).
+    pub logs: Vec<(log::Level, String)>,
 }
 
 impl Effects {
@@ -81,6 +86,8 @@ pub struct Recorder {
     edits: RefCell<Vec<Edit>>,
     replies: RefCell<Vec<Reply>>,
     counters: RefCell<Vec<u32>>,
+    audit: RefCell<Audit>,
+    logs: RefCell<Vec<(log::Level, String)>>,
 }
 
 impl Recorder {
@@ -128,6 +135,8 @@ impl Recorder {
             replies: self.replies.into_inner(),
             counters: self.counters.into_inner(),
             outcome,
+            audit: self.audit.into_inner(),
+            logs: self.logs.into_inner(),
         }
     }
 }
@@ -161,6 +170,12 @@ impl RequestHost for Recorder {
     }
     fn now_ms(&self) -> i64 {
         self.now_ms
+    }
+    fn audit(&self, record: &Audit) {
+        self.audit.borrow_mut().merge(record);
+    }
+    fn log(&self, level: log::Level, line: &str) {
+        self.logs.borrow_mut().push((level, line.to_owned()));
     }
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
         self.body
@@ -212,6 +227,15 @@ mod tests {
         assert!(fx.edits.is_empty());
         assert_eq!(fx.count(g.stats.denied_ip), 1);
         assert_eq!(fx.header("x-bcsp-key"), ["alpha"]);
+        let (level, line) = &fx.logs[0];
+        assert_eq!(*level, log::Level::Info);
+        assert!(
+            line.starts_with(
+                "bcsp-guard: denied 403 (client address not in allow_cidrs) client=192.0.2.1"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("alpha"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod harness;
 
 mod common;
 
+mod access_log;
 mod alerts;
 mod cloud_run;
 mod cloud_run_sidecar;

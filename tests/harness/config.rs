@@ -65,6 +65,8 @@ pub struct EnvoyConfig {
     pub static_secrets: String,
     /// The bootstrap's `node` (id and cluster), which SDS subscriptions require.
     pub node: Option<String>,
+    /// A JSON access log with the audit fields (`Envoy::access_log`).
+    pub access_log: bool,
 }
 
 impl EnvoyConfig {
@@ -90,6 +92,7 @@ impl EnvoyConfig {
             node: None,
             artifact: default_artifact(),
             extra_listeners: String::new(),
+            access_log: false,
         }
     }
     /// One generic secret in the bootstrap (`static_resources.secrets`), inline.
@@ -106,6 +109,11 @@ impl EnvoyConfig {
     /// Names the Envoy node (`node: {id, cluster}`), as an SDS subscription requires.
     pub fn node(mut self, name: &str) -> Self {
         self.node = Some(name.to_string());
+        self
+    }
+    /// Adds the JSON access log with the audit fields.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
         self
     }
     pub fn extra_listeners(mut self, yaml: &str) -> Self {
@@ -362,7 +370,15 @@ static_resources:
                             "          common_http_protocol_options: {{headers_with_underscores_action: {a}}}\n"
                         )
                     })
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                + &if self.access_log {
+                    super::access_log::access_log_yaml(
+                        self.artifact,
+                        super::access_log::ACCESS_LOG_PLACEHOLDER,
+                    )
+                } else {
+                    String::new()
+                },
             cluster_extra = if self.trailers {
                 "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
                  \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \

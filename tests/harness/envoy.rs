@@ -112,7 +112,13 @@ fn launch(cfg: &EnvoyConfig, upstream: SocketAddr) -> Launched {
     let log_path = dir.path().join("envoy.log");
     let stderr_path = dir.path().join("envoy.stderr");
     let admin_path = dir.path().join("admin.addr");
-    let yaml = cfg.with_native_metadata_hop().to_yaml(&wasm, upstream);
+    let yaml = cfg
+        .with_native_metadata_hop()
+        .to_yaml(&wasm, upstream)
+        .replace(
+            super::access_log::ACCESS_LOG_PLACEHOLDER,
+            &dir.path().join("access.log").display().to_string(),
+        );
     std::fs::write(&config_path, yaml).expect("write envoy.yaml");
     let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
     let mut command = Command::new(&envoy);

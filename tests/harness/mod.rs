@@ -5,6 +5,7 @@
 //! tests of one binary run in parallel. Every wait is bounded.
 //!
 //! Suites use it as one flat namespace (`use harness::*`); the parts, by concern:
+//! - `access_log`: the JSON access log with the audit fields, read back per request;
 //! - `artifacts`: the Wasm and dynamic-module builds under test, refused when missing or stale;
 //! - `config`: `EnvoyConfig` and the bootstrap YAML it becomes;
 //! - `envoy`: the Envoy binary, launching it, its admin interface, log and stats;
@@ -19,6 +20,7 @@
 
 use std::path::PathBuf;
 
+mod access_log;
 mod artifacts;
 mod client;
 mod config;
@@ -32,8 +34,8 @@ mod wire;
 
 #[allow(unused_imports)] // not every suite uses every part
 pub use self::{
-    artifacts::*, client::*, config::*, denials::*, envoy::*, fixtures::*, signatures::*,
-    tempdir::*, upstream::*, wire::*,
+    access_log::*, artifacts::*, client::*, config::*, denials::*, envoy::*, fixtures::*,
+    signatures::*, tempdir::*, upstream::*, wire::*,
 };
 
 /// The `bcsp-guard` package root: where the Makefile, `src/` and `target/` are.

@@ -155,6 +155,14 @@ extern "C" {
         filter: FilterEnvoyPtr,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    /// Sets `key` in the stream's dynamic metadata namespace `ns` (created when missing,
+    /// an existing key overwritten): what `%DYNAMIC_METADATA(ns:key)%` prints.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: FilterEnvoyPtr,
+        ns: ModuleBuffer,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: FilterEnvoyPtr,
         attribute_id: u32,

@@ -2,6 +2,7 @@
 //! counters become calls on Envoy's filter pointer.
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr, ModuleBuffer};
+use bcsp_guard::pipeline::audit::Audit;
 use bcsp_guard::pipeline::header_map;
 use bcsp_guard::pipeline::reply::Reply;
 use bcsp_guard::pipeline::RequestHost;
@@ -9,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Details string Envoy records for our local replies (`%RESPONSE_CODE_DETAILS%`).
 const REPLY_DETAILS: &[u8] = b"bcsp_guard_local_reply";
+/// The dynamic-metadata namespace of the audit record.
+const AUDIT_NAMESPACE: &[u8] = b"bcsp_guard";
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -176,6 +179,22 @@ impl RequestHost for StreamHost {
 
     fn now_ms(&self) -> i64 {
         i64::try_from(now_ms()).unwrap_or(i64::MAX)
+    }
+
+    /// One dynamic-metadata entry per set field, namespace `bcsp_guard`: the access log
+    /// prints each as `%DYNAMIC_METADATA(bcsp_guard:<field>)%`.
+    fn audit(&self, record: &Audit) {
+        for (field, value) in record.fields() {
+            // SAFETY: live filter pointer; the buffers outlive the call and Envoy copies them.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                    self.ptr,
+                    ModuleBuffer::of(AUDIT_NAMESPACE),
+                    ModuleBuffer::of(field.name.as_bytes()),
+                    ModuleBuffer::of(value.as_bytes()),
+                );
+            }
+        }
     }
 
     /// A webhook delivery at its last chunk: what this filter buffered, then that chunk.

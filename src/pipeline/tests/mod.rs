@@ -1,6 +1,7 @@
 //! The request path against a recording host: credentials, tokens, routes, bodies, webhooks,
 //! lockout and header hygiene, one module each. The doubles live in `crate::host::testing`.
 
+mod audit;
 mod bodies_and_routes;
 mod credentials;
 mod hygiene;

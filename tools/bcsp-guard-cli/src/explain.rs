@@ -6,6 +6,7 @@
 use crate::args::{read_input, Args};
 use crate::check;
 use crate::envoy;
+use bcsp_guard::pipeline::audit::{Audit, FIELDS};
 use bcsp_guard::pipeline::header_map;
 use bcsp_guard::pipeline::metrics::Stats;
 use bcsp_guard::pipeline::record::{Edit, Recorder};
@@ -18,30 +19,6 @@ use bcsp_guard::policy::Policy;
 use bcsp_guard::token::plan::Missing;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Mutex;
-
-/// The filter's log lines, captured as they would appear in Envoy's log.
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if let Ok(mut lines) = LINES.lock() {
-            lines.push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-fn captured() -> Vec<String> {
-    LINES.lock().map(|l| l.clone()).unwrap_or_default()
-}
 
 /// Offline there is no metadata server: a token is assumed to be available.
 struct AssumedToken;
@@ -185,8 +162,6 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         .map(|(n, _)| n.clone())
         .collect();
 
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Info);
     let mut host = Recorder::new(headers.clone(), now_ms);
     if let Some(s) = source {
         host = host.with_property("source.address", s);
@@ -220,9 +195,12 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
     for n in &notes {
         println!("  {n}");
     }
-    let why: Vec<String> = captured()
-        .into_iter()
-        .map(|l| l.trim_start_matches("bcsp-guard: ").to_owned())
+    // The filter's own log lines, as Envoy would print them.
+    let why: Vec<String> = effects
+        .logs
+        .iter()
+        .filter(|(level, _)| *level <= log::Level::Info)
+        .map(|(_, l)| l.trim_start_matches("bcsp-guard: ").to_owned())
         .collect();
     if let (Some(reply), Outcome::Replied) = (effects.reply(), &effects.outcome) {
         let code = serde_json::from_str::<serde_json::Value>(&reply.body)
@@ -238,6 +216,7 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         for w in &why {
             println!("why: {w}");
         }
+        print_audit(&effects.audit);
         return Ok(2);
     }
     println!("verdict: forwarded to the upstream");
@@ -253,7 +232,20 @@ pub fn run(argv: &[String]) -> Result<u8, String> {
         }
     }
     println!("  (lockout state lives in Envoy and is not known here)");
+    print_audit(&effects.audit);
     Ok(0)
+}
+
+/// The fields Envoy's access log would print for this request (docs/OPERATIONS.md).
+fn print_audit(audit: &Audit) {
+    println!("access log (audit fields):");
+    for field in &FIELDS {
+        let value = audit
+            .fields()
+            .find(|(f, _)| f.name == field.name)
+            .map_or_else(|| "-".to_owned(), |(_, v)| v.into_owned());
+        println!("  {:<14} {value}", field.name);
+    }
 }
 
 /// Why an admitted request was admitted: the key (or webhook) and the route.

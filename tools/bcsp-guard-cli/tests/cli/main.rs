@@ -7,6 +7,7 @@ mod check;
 mod check_routes;
 mod check_webhooks;
 mod explain;
+mod explain_audit;
 mod ipranges;
 mod keygen;
 
