@@ -340,12 +340,8 @@ fn webhook_secret_over_sds_rotates_without_a_restart() {
         401,
         "the old secret"
     );
-    let log = stack.envoy.wait_for_log("over SDS) is now in use");
-    assert!(
-        log.matches("Envoy generic secret om-webhook, over SDS) is now in use")
-            .count()
-            >= 2,
-        "{log}"
-    );
+    let in_use = "Envoy generic secret om-webhook, over SDS) is now in use";
+    let log = stack.envoy.wait_for_log_count(in_use, 2);
+    assert!(log.matches(in_use).count() >= 2, "{log}");
     stack.envoy.assert_log_free_of(&[OM_SECRET, NEXT], &[]);
 }

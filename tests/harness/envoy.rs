@@ -327,10 +327,17 @@ impl Envoy {
 
     /// Wait (bounded, 5 s) until the log contains `needle`; returns the log either way.
     pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for_log_count(needle, 1)
+    }
+
+    /// Wait (bounded, 5 s) until the log contains `needle` at least `times` times (the file is
+    /// flushed every 50 ms, so a line may land after the request it explains); returns the log
+    /// either way.
+    pub fn wait_for_log_count(&self, needle: &str, times: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
+            if log.matches(needle).count() >= times || Instant::now() > deadline {
                 return log;
             }
             std::thread::sleep(Duration::from_millis(25));
