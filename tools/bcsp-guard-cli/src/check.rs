@@ -257,6 +257,25 @@ fn hcm_findings(found: &Found, policy: &Policy) -> (Vec<String>, Vec<String>) {
                 .to_owned(),
         );
     }
+    if !wasm {
+        let token_cluster = policy.upstream_token.as_ref().map(|t| t.cluster.as_str());
+        if let Some(c) = token_cluster.filter(|c| found.metadata_clusters.iter().any(|m| m == c)) {
+            errors.push(format!(
+                "upstream_token.cluster `{c}` goes straight to the metadata server: the dynamic \
+                 module's fetches pass Envoy's async client, which adds X-Forwarded-For, and the \
+                 metadata server refuses those, so every request would get 503; point the cluster \
+                 at a loopback listener that removes X-Forwarded-For (docs/DYNAMIC_MODULE.md)"
+            ));
+        }
+        if !found.strip_stat_prefix {
+            warnings.push(
+                "set the runtime flag envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: \
+                 true (layered_runtime static_layer): without it Prometheus shows the counters as \
+                 envoy_dynamicmodulescustom_bcsp_guard_*, not the names the shipped alerts use"
+                    .to_owned(),
+            );
+        }
+    }
     // The dynamic module reads the connection's direct peer whatever use_remote_address says;
     // a Wasm filter's source.address comes from X-Forwarded-For without it.
     if wasm

@@ -57,6 +57,10 @@ pub struct Found {
     pub generic_secrets: Vec<GenericSecret>,
     /// The bootstrap sets `node.id` and `node.cluster`, which Envoy needs to subscribe over SDS.
     pub has_node: bool,
+    /// Static clusters with an endpoint at the metadata server itself (not through a hop).
+    pub metadata_clusters: Vec<String>,
+    /// The runtime flag that gives the dynamic module's counters the Wasm build's Prometheus names.
+    pub strip_stat_prefix: bool,
     /// `vm_config.environment_variables.key_values`.
     pub key_values: Vec<(String, String)>,
     /// `vm_config.environment_variables.host_env_keys`.
@@ -187,6 +191,36 @@ fn generic_secrets(doc: &Value) -> Vec<GenericSecret> {
     out
 }
 
+/// Clusters of `static_resources` with an endpoint at the metadata server's own address.
+fn metadata_clusters(doc: &Value) -> Vec<String> {
+    let clusters = get_path(doc, &["static_resources", "clusters"]).and_then(Value::as_sequence);
+    let mut out = Vec::new();
+    for c in clusters.into_iter().flatten() {
+        let groups = get_path(c, &["load_assignment", "endpoints"]).and_then(Value::as_sequence);
+        let direct = groups.into_iter().flatten().any(|g| {
+            let eps = get(g, "lb_endpoints").and_then(Value::as_sequence);
+            eps.into_iter().flatten().any(|ep| {
+                let at = str_at(ep, &["endpoint", "address", "socket_address", "address"]);
+                matches!(at, Some("169.254.169.254" | "metadata.google.internal"))
+            })
+        });
+        if let (true, Some(name)) = (direct, str_at(c, &["name"])) {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// `envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true` in a static layer.
+fn strip_stat_prefix(doc: &Value) -> bool {
+    const FLAG: &str = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix";
+    let layers = get_path(doc, &["layered_runtime", "layers"]).and_then(Value::as_sequence);
+    layers.into_iter().flatten().any(|l| {
+        get_path(l, &["static_layer", FLAG])
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    })
+}
+
 fn nonempty(v: &Value, keys: &[&str]) -> bool {
     str_at(v, keys).is_some_and(|s| !s.is_empty())
 }
@@ -252,6 +286,8 @@ fn found_in_hcm(doc: &Value, hcm: &Value, path: &str, out: &mut Vec<Found>) {
             module,
             generic_secrets: generic_secrets(doc),
             has_node: nonempty(doc, &["node", "id"]) && nonempty(doc, &["node", "cluster"]),
+            metadata_clusters: metadata_clusters(doc),
+            strip_stat_prefix: strip_stat_prefix(doc),
             key_values,
             host_env_keys,
             stop_iteration,

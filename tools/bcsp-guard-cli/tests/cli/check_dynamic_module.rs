@@ -11,6 +11,9 @@ const FOUND: &str =
 /// A generic secret in the bootstrap, as the module reads it.
 const SECRETS: &str = "  secrets:\n  - name: om-webhook\n    generic_secret: {secret: {inline_string: \"generic-secret-value-0123456789\"}}\n  - name: om-file\n    generic_secret: {secret: {filename: /run/secrets/om-webhook}}\n";
 
+/// Counters under the Wasm build's Prometheus names; every bootstrap here ends with it.
+const RUNTIME: &str = "layered_runtime: {layers: [{name: static, static_layer: {envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true}}]}\n";
+
 /// A bootstrap whose only listener runs `filter` as the dynamic module; `top` goes first.
 fn module_yaml(filter: &Value, filter_name: &str, hcm: &str, top: &str, secrets: &str) -> String {
     let value = serde_json::to_string(&filter.to_string()).unwrap();
@@ -38,7 +41,7 @@ fn module_yaml(filter: &Value, filter_name: &str, hcm: &str, top: &str, secrets:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
+{RUNTIME}"#
     )
 }
 
@@ -255,4 +258,41 @@ fn the_shipped_dynamic_module_configs_pass() {
         );
         assert!(!r.stdout.contains("warning"), "{file}: {}", r.stdout);
     }
+}
+
+#[test]
+fn token_fetches_need_the_metadata_hop_and_counters_the_runtime_flag() {
+    let filter = json!({"keys": key(),
+        "upstream_token": {"cluster": "gcp_metadata", "audience": "https://bcsp.run.app"}});
+    let direct = "  clusters:\n  - name: gcp_metadata\n    type: STATIC\n    load_assignment: {cluster_name: gcp_metadata, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 169.254.169.254, port_value: 80}}}}]}]}\n";
+    let yaml = module_yaml(&filter, "bcsp_guard", HCM, "", "")
+        .replace(RUNTIME, &format!("{direct}{RUNTIME}"));
+    let r = check_envoy_yaml(&yaml);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("upstream_token.cluster `gcp_metadata` goes straight to the metadata server"),
+        "{}",
+        r.stderr
+    );
+    // The Wasm build fetches straight from the metadata server: fine there.
+    let r = check_envoy_yaml(&yaml.replace(
+        "dynamic_modules.v3.DynamicModuleFilter",
+        "wasm.v3.Wasm\n              config: {root_id: bcsp_guard}",
+    ));
+    assert!(
+        r.stdout.contains("http_filters[0]: the Wasm module"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.all().contains("goes straight"), "{}", r.all());
+
+    let r = check_envoy_yaml(&module_yaml(&filter, "bcsp_guard", HCM, "", "").replace(RUNTIME, ""));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("warning: set the runtime flag envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix"),
+        "{}",
+        r.stdout
+    );
 }
