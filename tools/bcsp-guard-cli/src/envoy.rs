@@ -1,13 +1,66 @@
-//! Finding bcsp-guard inside an Envoy YAML: its JSON configuration, the Wasm VM's environment,
-//! and the connection-manager facts the filter relies on (see docs/CONFIGURATION.md and docs/SECURITY.md).
+//! Finding bcsp-guard inside an Envoy YAML, as the Wasm filter or as the dynamic module: its JSON
+//! configuration, the Wasm VM's environment, the bootstrap's generic secrets, and the
+//! connection-manager facts the filter relies on (see docs/CONFIGURATION.md, docs/SECURITY.md
+//! and docs/DYNAMIC_MODULE.md).
 
 use serde_yaml::{Mapping, Value};
+use std::fmt;
+
+/// Which build of bcsp-guard a filter entry loads: they take the same JSON, but not quite the
+/// same fields, nor the same Envoy settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// `envoy.filters.http.wasm` running `bcsp_guard.wasm`.
+    Wasm,
+    /// `envoy.filters.http.dynamic_modules` loading `libbcsp_guard_envoy.so`.
+    DynamicModule,
+}
+
+impl fmt::Display for Artifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Artifact::Wasm => "the Wasm module (envoy.filters.http.wasm, bcsp_guard.wasm)",
+            Artifact::DynamicModule => {
+                "the dynamic module (envoy.filters.http.dynamic_modules, libbcsp_guard_envoy.so)"
+            }
+        })
+    }
+}
+
+/// One of the bootstrap's `static_resources.secrets` that is a `generic_secret`.
+pub struct GenericSecret {
+    pub name: String,
+    /// The value when it is written in the YAML (`inline_string`); None when Envoy reads it
+    /// from somewhere this tool cannot see.
+    pub inline: Option<String>,
+    /// Where Envoy takes it from (`filename /run/secrets/x`), never the value.
+    pub source: String,
+}
+
+/// What the dynamic-module form of the filter entry sets besides the JSON.
+#[derive(Default)]
+pub struct Module {
+    pub filter_name: Option<String>,
+    /// `filter_config`'s `@type`.
+    pub config_type: Option<String>,
+}
 
 /// One bcsp-guard filter found in an Envoy config.
 pub struct Found {
     /// Where it is, as a YAML path (`static_resources.listeners[0]...http_filters[0]`).
     pub label: String,
+    pub artifact: Artifact,
     pub configuration: String,
+    /// Dynamic module only.
+    pub module: Module,
+    /// The bootstrap's generic secrets (the dynamic module's `secret_generic` names one).
+    pub generic_secrets: Vec<GenericSecret>,
+    /// The bootstrap sets `node.id` and `node.cluster`, which Envoy needs to subscribe over SDS.
+    pub has_node: bool,
+    /// Static clusters with an endpoint at the metadata server itself (not through a hop).
+    pub metadata_clusters: Vec<String>,
+    /// The runtime flag that gives the dynamic module's counters the Wasm build's Prometheus names.
+    pub strip_stat_prefix: bool,
     /// `vm_config.environment_variables.key_values`.
     pub key_values: Vec<(String, String)>,
     /// `vm_config.environment_variables.host_env_keys`.
@@ -25,6 +78,8 @@ pub struct Hcm {
     pub normalize_path: bool,
     pub merge_slashes: bool,
     pub escaped_slashes: Option<String>,
+    /// `common_http_protocol_options.headers_with_underscores_action`.
+    pub underscores: Option<String>,
     /// An `envoy.filters.http.buffer` right after bcsp-guard (no longer needed for webhooks).
     pub buffer_after: bool,
     /// Header names the inline `route_config` matches on, with where (`routes[i]`).
@@ -66,17 +121,31 @@ fn type_is(filter: &Value, suffix: &str) -> bool {
     str_at(filter, &["typed_config", "@type"]).is_some_and(|t| t.ends_with(suffix))
 }
 
-/// A Wasm filter that runs bcsp-guard (by root id, VM id, name or module file name).
-fn is_bcsp_guard(filter: &Value) -> bool {
+fn names_us(s: &str) -> bool {
+    s.contains("bcsp_guard") || s.contains("bcsp-guard")
+}
+
+/// Which bcsp-guard build a filter entry runs, if any: a Wasm filter by root id, VM id, name or
+/// module file name; a dynamic-module filter by module name (`bcsp_guard_envoy`).
+fn artifact_of(filter: &Value) -> Option<Artifact> {
+    if type_is(
+        filter,
+        "filters.http.dynamic_modules.v3.DynamicModuleFilter",
+    ) {
+        let module = str_at(filter, &["typed_config", "dynamic_module_config", "name"]);
+        return module
+            .is_some_and(names_us)
+            .then_some(Artifact::DynamicModule);
+    }
+    is_wasm_bcsp_guard(filter).then_some(Artifact::Wasm)
+}
+
+fn is_wasm_bcsp_guard(filter: &Value) -> bool {
     if !type_is(filter, "filters.http.wasm.v3.Wasm") {
         return false;
     }
     let config = get_path(filter, &["typed_config", "config"]);
-    let named = |keys: &[&str]| {
-        config
-            .and_then(|c| str_at(c, keys))
-            .is_some_and(|s| s.contains("bcsp_guard") || s.contains("bcsp-guard"))
-    };
+    let named = |keys: &[&str]| config.and_then(|c| str_at(c, keys)).is_some_and(names_us);
     named(&["root_id"])
         || named(&["name"])
         || named(&["vm_config", "vm_id"])
@@ -87,20 +156,103 @@ fn bool_at(m: &Value, key: &str) -> bool {
     get(m, key).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
+/// `static_resources.secrets[]` entries that are generic secrets.
+fn generic_secrets(doc: &Value) -> Vec<GenericSecret> {
+    let secrets = get_path(doc, &["static_resources", "secrets"]).and_then(Value::as_sequence);
+    let mut out = Vec::new();
+    for s in secrets.into_iter().flatten() {
+        let (Some(name), Some(source)) = (
+            str_at(s, &["name"]),
+            get_path(s, &["generic_secret", "secret"]),
+        ) else {
+            continue;
+        };
+        let inline = str_at(source, &["inline_string"]).map(str::to_owned);
+        let from = [
+            "inline_string",
+            "filename",
+            "environment_variable",
+            "inline_bytes",
+        ]
+        .iter()
+        .find_map(|k| {
+            get(source, k).map(|v| match (*k, v.as_str()) {
+                ("inline_string" | "inline_bytes", _) | (_, None) => (*k).to_owned(),
+                (_, Some(v)) => format!("{k} {v}"),
+            })
+        })
+        .unwrap_or_else(|| "an unknown data source".to_owned());
+        out.push(GenericSecret {
+            name: name.to_owned(),
+            inline,
+            source: from,
+        });
+    }
+    out
+}
+
+/// Clusters of `static_resources` with an endpoint at the metadata server's own address.
+fn metadata_clusters(doc: &Value) -> Vec<String> {
+    let clusters = get_path(doc, &["static_resources", "clusters"]).and_then(Value::as_sequence);
+    let mut out = Vec::new();
+    for c in clusters.into_iter().flatten() {
+        let groups = get_path(c, &["load_assignment", "endpoints"]).and_then(Value::as_sequence);
+        let direct = groups.into_iter().flatten().any(|g| {
+            let eps = get(g, "lb_endpoints").and_then(Value::as_sequence);
+            eps.into_iter().flatten().any(|ep| {
+                let at = str_at(ep, &["endpoint", "address", "socket_address", "address"]);
+                matches!(at, Some("169.254.169.254" | "metadata.google.internal"))
+            })
+        });
+        if let (true, Some(name)) = (direct, str_at(c, &["name"])) {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// `envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true` in a static layer.
+fn strip_stat_prefix(doc: &Value) -> bool {
+    const FLAG: &str = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix";
+    let layers = get_path(doc, &["layered_runtime", "layers"]).and_then(Value::as_sequence);
+    layers.into_iter().flatten().any(|l| {
+        get_path(l, &["static_layer", FLAG])
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    })
+}
+
+fn nonempty(v: &Value, keys: &[&str]) -> bool {
+    str_at(v, keys).is_some_and(|s| !s.is_empty())
+}
+
+fn found_in_hcm(doc: &Value, hcm: &Value, path: &str, out: &mut Vec<Found>) {
     let Some(filters) = get(hcm, "http_filters").and_then(Value::as_sequence) else {
         return;
     };
     for (i, filter) in filters.iter().enumerate() {
-        if !is_bcsp_guard(filter) {
+        let Some(artifact) = artifact_of(filter) else {
             continue;
-        }
-        let config = get_path(filter, &["typed_config", "config"])
-            .cloned()
-            .unwrap_or_default();
-        let configuration = str_at(&config, &["configuration", "value"])
-            .unwrap_or_default()
-            .to_owned();
+        };
+        let typed = get(filter, "typed_config").cloned().unwrap_or_default();
+        // The Wasm plugin config, or (dynamic module) nothing that environment or flag live in.
+        let config = match artifact {
+            Artifact::Wasm => get(&typed, "config").cloned().unwrap_or_default(),
+            Artifact::DynamicModule => Value::Null,
+        };
+        let (configuration, module) = match artifact {
+            Artifact::Wasm => (
+                str_at(&config, &["configuration", "value"]),
+                Module::default(),
+            ),
+            Artifact::DynamicModule => (
+                str_at(&typed, &["filter_config", "value"]),
+                Module {
+                    filter_name: str_at(&typed, &["filter_name"]).map(str::to_owned),
+                    config_type: str_at(&typed, &["filter_config", "@type"]).map(str::to_owned),
+                },
+            ),
+        };
+        let configuration = configuration.unwrap_or_default().to_owned();
         let env = get_path(&config, &["vm_config", "environment_variables"]);
         let key_values = env
             .and_then(|e| get(e, "key_values"))
@@ -129,7 +281,13 @@ fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
             .unwrap_or(false);
         out.push(Found {
             label: format!("{path}.http_filters[{i}]"),
+            artifact,
             configuration,
+            module,
+            generic_secrets: generic_secrets(doc),
+            has_node: nonempty(doc, &["node", "id"]) && nonempty(doc, &["node", "cluster"]),
+            metadata_clusters: metadata_clusters(doc),
+            strip_stat_prefix: strip_stat_prefix(doc),
             key_values,
             host_env_keys,
             stop_iteration,
@@ -140,6 +298,14 @@ fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
                 escaped_slashes: get(hcm, "path_with_escaped_slashes_action")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                underscores: str_at(
+                    hcm,
+                    &[
+                        "common_http_protocol_options",
+                        "headers_with_underscores_action",
+                    ],
+                )
+                .map(str::to_owned),
                 buffer_after,
                 route_headers: route_headers(hcm),
             },
@@ -147,11 +313,11 @@ fn found_in_hcm(hcm: &Value, path: &str, out: &mut Vec<Found>) {
     }
 }
 
-fn walk(v: &Value, path: &str, out: &mut Vec<Found>) {
+fn walk(doc: &Value, v: &Value, path: &str, out: &mut Vec<Found>) {
     match v {
         Value::Mapping(m) => {
             if m.contains_key(Value::String("http_filters".into())) {
-                found_in_hcm(v, path, out);
+                found_in_hcm(doc, v, path, out);
             }
             for (k, child) in m {
                 let key = k.as_str().unwrap_or("?");
@@ -160,15 +326,15 @@ fn walk(v: &Value, path: &str, out: &mut Vec<Found>) {
                 } else {
                     format!("{path}.{key}")
                 };
-                walk(child, &p, out);
+                walk(doc, child, &p, out);
             }
         }
         Value::Sequence(s) => {
             for (i, child) in s.iter().enumerate() {
-                walk(child, &format!("{path}[{i}]"), out);
+                walk(doc, child, &format!("{path}[{i}]"), out);
             }
         }
-        Value::Tagged(t) => walk(&t.value, path, out),
+        Value::Tagged(t) => walk(doc, &t.value, path, out),
         _ => {}
     }
 }
@@ -178,7 +344,7 @@ pub fn find(text: &str) -> Result<Vec<Found>, String> {
     let doc: Value =
         serde_yaml::from_str(text).map_err(|e| format!("not JSON and not valid YAML: {e}"))?;
     let mut out = Vec::new();
-    walk(&doc, "", &mut out);
+    walk(&doc, &doc, "", &mut out);
     Ok(out)
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod check;
+mod check_dynamic_module;
 mod check_routes;
 mod check_webhooks;
 mod explain;
