@@ -119,7 +119,7 @@ fn compile_dynamic(
 }
 
 /// Compiles a found filter's JSON with the rules of the build it loads.
-fn compile_found(
+pub fn compile_found(
     found: &Found,
     overrides: &[(String, String)],
     notes: &mut Vec<String>,

@@ -40,26 +40,26 @@ fn load_policy(
 ) -> Result<(Policy, Vec<String>), String> {
     let bytes = read_input(path)?;
     let mut notes = Vec::new();
-    let (json, key_values, host_env_keys) = if envoy::is_filter_json(&bytes) {
-        (bytes, Vec::new(), Vec::new())
-    } else {
-        let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))?;
-        let found = envoy::find(&text).map_err(|e| format!("{path}: {e}"))?;
-        let count = found.len();
-        let f = found
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("{path}: no bcsp-guard filter found"))?;
-        if count > 1 {
-            notes.push(format!(
-                "note: {count} bcsp-guard filters in {path}; explaining the first ({})",
-                f.label
-            ));
-        }
-        (f.configuration.into_bytes(), f.key_values, f.host_env_keys)
-    };
-    let policy = check::compile(&json, overrides, &key_values, &host_env_keys, &mut notes)
-        .map_err(|e| format!("{path}: bcsp-guard: invalid configuration: {e}"))?;
+    let invalid = |e| format!("{path}: bcsp-guard: invalid configuration: {e}");
+    if envoy::is_filter_json(&bytes) {
+        let policy = check::compile(&bytes, overrides, &[], &[], &mut notes).map_err(invalid)?;
+        return Ok((policy, notes));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))?;
+    let found = envoy::find(&text).map_err(|e| format!("{path}: {e}"))?;
+    let count = found.len();
+    let f = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{path}: no bcsp-guard filter found"))?;
+    if count > 1 {
+        notes.push(format!(
+            "note: {count} bcsp-guard filters in {path}; explaining the first ({})",
+            f.label
+        ));
+    }
+    // The rules of the build this filter loads (the dynamic module also reads generic secrets).
+    let policy = check::compile_found(&f, overrides, &mut notes).map_err(invalid)?;
     Ok((policy, notes))
 }
 

@@ -296,3 +296,30 @@ fn token_fetches_need_the_metadata_hop_and_counters_the_runtime_flag() {
         r.stdout
     );
 }
+
+#[test]
+fn explain_reads_a_dynamic_module_config_with_its_generic_secrets() {
+    // The Wasm rules would refuse `secret_generic`; explain compiles as the module does.
+    let dir = Dir::new("explain-dynmod");
+    let filter = with_webhook(json!({"path_prefix": "/om", "secret_generic": "om-webhook"}));
+    let yaml = dir.file(
+        "envoy.yaml",
+        &module_yaml(&filter, "bcsp_guard", HCM, "", SECRETS),
+    );
+    let r = cli(&[
+        "explain",
+        &yaml,
+        "--method",
+        "GET",
+        "--path",
+        "/botconnector/bots",
+        "--client-ip",
+        "34.200.73.250",
+        "--header",
+        &format!("x-bcsp-key: {SECRET}"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("allowed"), "{}", r.stdout);
+    assert!(!r.all().contains("secret_generic"), "{}", r.all());
+    assert!(!r.all().contains("generic-secret-value"), "{}", r.all());
+}
