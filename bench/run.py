@@ -14,6 +14,7 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_NATIVE_TOKEN_LIFETIME (70)
   BENCH_EXTRA_WASM=path[:label]  adds setup X: the same bcsp-guard config with another .wasm
                                  (for before/after comparisons in the same interleaved run)
+  BENCH_EXTRA_DYNMOD=path[:label]  adds setup Y: setup 5 with another libbcsp_guard_envoy.so
   BENCH_SETUPS=1,2,3,4,5  which of the main setups to run (default all; 1 is always kept)
   BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
                  by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
@@ -83,6 +84,7 @@ NATIVE_TOKEN_LIFETIME = int(os.environ.get("BENCH_NATIVE_TOKEN_LIFETIME", "70"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH, "RESULTS.md"))
 EXTRA = os.environ.get("BENCH_EXTRA_WASM", "")
+EXTRA_DYNMOD = os.environ.get("BENCH_EXTRA_DYNMOD", "")
 # A run is repeated (up to RETRIES times) when other processes took more than FOREIGN_MAX % of
 # Envoy's CPU during it, or Envoy got less than 90 % of its CPU at saturation.
 # At most RETRY_BUDGET repeats in all, so a busy machine cannot stretch the run unboundedly.
@@ -286,7 +288,8 @@ class Envoy:
             **(extra_values or {}),
         }
         # Envoy finds lib<name>.so for dynamic_module_config.name in this directory.
-        env = ({"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(BCSP_DYNMOD)}
+        env = ({"ENVOY_DYNAMIC_MODULES_SEARCH_PATH":
+                os.path.dirname(spec.get("dynmod") or BCSP_DYNMOD)}
                if spec.get("artifact") == "dynmod" else None)
         cfg = os.path.join(OUT, f"envoy-{tag}.yaml")
         with open(cfg, "w") as f:
@@ -1095,7 +1098,8 @@ def report(data):
     w(f"| ratio | c={L} | c={H} (saturation) | CPU µs/req difference (c={H}) |")
     w("|---|---:|---:|---:|")
     pairs = [(a, b) for a, b in RATIOS if a in S and b in S]
-    pairs += [(x, b) for x in setups if x not in MAIN_SETUPS for b in ("4", "3") if b in S]
+    against = {"X": ("4", "3"), "Y": ("5", "2")}
+    pairs += [(x, b) for x in setups if x in against for b in against[x] if b in S]
     for num, den in pairs:
         rl = ratio(S[num]["low"]["rps"], S[den]["low"]["rps"])
         rh = ratio(S[num]["high"]["rps"], S[den]["high"]["rps"])
@@ -1320,21 +1324,31 @@ def main():
         SETUPS["X"] = {"name": f"bcsp-guard, {extra_label or os.path.basename(extra_wasm)}",
                        "config": "envoy-4-bcsp-guard.yaml", "kind": "guard", "wasm": extra_wasm}
         setups.append("X")
+    if EXTRA_DYNMOD:
+        path, _, label = EXTRA_DYNMOD.partition(":")
+        SETUPS["Y"] = {**SETUPS["5"], "name": f"bcsp-guard, dynamic module, "
+                       f"{label or os.path.basename(path)}", "dynmod": os.path.abspath(path)}
+        setups.append("Y")
 
     # Others may rebuild target/ while this runs: every round loads the same copies.
     frozen = os.path.join(OUT, "bcsp_guard.under-test.wasm")
     shutil.copyfile(BCSP_WASM, frozen)
     built_from = BCSP_WASM
     BCSP_WASM = frozen
-    dynmod_sha = None
-    if dynmod:
-        # Envoy loads lib<name>.so from a directory: a directory of its own for the copy.
-        frozen_dir = os.path.join(OUT, "dynmod-under-test")
+    def freeze_dynmod(path, tag):
+        # Envoy loads lib<name>.so from a directory: a directory of its own for each copy.
+        frozen_dir = os.path.join(OUT, f"dynmod-{tag}")
         os.makedirs(frozen_dir, exist_ok=True)
         dst = os.path.join(frozen_dir, os.path.basename(BCSP_DYNMOD))
-        shutil.copyfile(BCSP_DYNMOD, dst)
-        BCSP_DYNMOD = dst
-        dynmod_sha = hashlib.sha256(open(dst, "rb").read()).hexdigest()
+        shutil.copyfile(path, dst)
+        return dst
+
+    dynmod_sha = None
+    if dynmod:
+        BCSP_DYNMOD = freeze_dynmod(BCSP_DYNMOD, "under-test")
+        dynmod_sha = hashlib.sha256(open(BCSP_DYNMOD, "rb").read()).hexdigest()
+    if "Y" in setups:
+        SETUPS["Y"]["dynmod"] = freeze_dynmod(SETUPS["Y"]["dynmod"], "extra")
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
     dirty = git("status", "--porcelain", "--", "src", "hosts", "Cargo.toml", "Cargo.lock")
     data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
