@@ -130,8 +130,11 @@ CLIENT_HEADERS = [
 # credential through; "native" (RBAC, 403) and "guard" (bcsp-guard, 401 and x-bcsp-key-id) strip
 # it and inject a token. A "guard" setup gets the policy; `artifact` "dynmod" loads
 # libbcsp_guard_envoy.so instead of the .wasm; `wasm` overrides the module; `values` adds
-# template values; `tokens` puts it in the token-fetch part. Another setup is one entry here
-# (and its id in MAIN_SETUPS, or appended in main() behind a knob).
+# template values (e.g. HCM_EXTRA, one more connection-manager field in setups 4 and 5);
+# `tokens` puts it in the token-fetch part. Another setup is one entry here (and its id in
+# MAIN_SETUPS and RATIOS, or appended in main() behind a knob), e.g.
+#   SETUPS["6"] = {**SETUPS["4"], "name": "bcsp-guard, Wasm, access log",
+#                  "values": {"HCM_EXTRA": "access_log: [...]"}, "tokens": False}
 SETUPS = {
     "1": {"name": "no filter", "config": "envoy-1-nofilter.yaml", "kind": "none"},
     "2": {"name": "native chain (RBAC + gcp_authn + header removal)",
@@ -284,6 +287,9 @@ class Envoy:
             "BCSP_GUARD_WASM": spec.get("wasm") or BCSP_WASM,
             "BCSP_GUARD_POLICY": json.dumps(json.dumps(policy)) if policy else '""',
             "HOP_PORT": free_port(),
+            # One more connection-manager field for a variant setup (a one-line YAML flow
+            # mapping such as `access_log: [...]`); empty for the plain setups.
+            "HCM_EXTRA": "",
             **spec.get("values", {}),
             **(extra_values or {}),
         }
