@@ -514,11 +514,11 @@ def scaling_setups(client_cidr):
             sc = {"id": sid, "family": fam, "cidrs": n, "keys": k, "headers": scale_headers(k)}
             if fam == "G":
                 SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
-                               "config": "envoy-4-bcsp-guard.yaml"}
+                               "config": "envoy-4-bcsp-guard.yaml", "kind": "guard"}
                 sc["policy"] = scale_policy(n, k, client_cidr)
             else:
                 SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
-                               "config": "envoy-2-native-scaling.yaml"}
+                               "config": "envoy-2-native-scaling.yaml", "kind": "native"}
                 sc["values"] = {
                     "RBAC_CONFIG": json.dumps(rbac_config(fam, n, k)),
                     "REMOVE_HEADERS": json.dumps([scale_header(i) for i in range(1, k + 1)])}
