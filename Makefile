@@ -120,13 +120,14 @@ clean:
 	cargo clean
 	rm -rf $(VENV) .run dist
 
-# Benchmarks: no filter vs native chain vs Wasm floor vs bcsp-guard in a real Envoy,
-# plus the policy core and the request pipeline under criterion (run.py reports `policy`).
+# Benchmarks: no filter vs native chain vs Wasm floor vs bcsp-guard (Wasm and dynamic module) in
+# a real Envoy, plus the policy core and the request pipeline under criterion (run.py reports
+# `policy`).
 # Writes bench/RESULTS.md; knobs in bench/run.py.
 BENCH_TARGET_DIR := target/bench
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 .PHONY: bench
-bench: $(ENVOY) wasm
+bench: $(ENVOY) wasm dynmod
 	@missing=""; command -v wrk >/dev/null || missing="wrk"; \
 	  command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
 	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""`make bench`: bcsp-guard against no filter, the native Envoy chain and the Wasm floor.
+"""`make bench`: bcsp-guard (Wasm and dynamic module) against no filter, the native Envoy chain
+and the Wasm floor.
 
-Runs real Envoy (one worker, pinned to CPU 0) in four setups, interleaved A B C D A B C D ...,
+Runs real Envoy (one worker, pinned to CPU 0) in five setups, interleaved A B C D E A B C D E ...,
 with wrk, the upstream and the metadata emulator pinned to CPU 1; then Envoy memory per worker,
 metadata fetches per token refresh with 4 workers, the policy core under criterion and the
 .wasm size. Writes bench/RESULTS.md (keeping its human notes block) and target/bench/results.json.
@@ -11,10 +12,12 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_LOW_C (4)  BENCH_HIGH_C (64)
   BENCH_TOKEN_SECONDS (45)  BENCH_TOKEN_LIFETIME (20)  BENCH_TOKEN_MARGIN (10)  BENCH_TOKEN_SKEW (5)
   BENCH_NATIVE_TOKEN_LIFETIME (70)
-  BENCH_EXTRA_WASM=path[:label]  adds setup 5: the same bcsp-guard config with another .wasm
+  BENCH_EXTRA_WASM=path[:label]  adds setup X: the same bcsp-guard config with another .wasm
                                  (for before/after comparisons in the same interleaved run)
-  BENCH_ACCESS_LOG=1  adds setup 5 instead: setup 4 plus the shipped JSON access log with the
-                 audit fields (configs/envoy-5-bcsp-guard-access-log.yaml); 5/4 is its cost
+  BENCH_EXTRA_DYNMOD=path[:label]  adds setup Y: setup 5 with another libbcsp_guard_envoy.so
+  BENCH_ACCESS_LOG=1  adds setups 6 and 7: setups 4 and 5 plus the shipped JSON access log with
+                 the audit fields (6/4 and 7/5: what printing the audit trail costs)
+  BENCH_SETUPS=1,2,3,4,5  which of the main setups to run (default all; 1 is always kept)
   BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
                  by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
   BENCH_QUIET_BUDGET (120): seconds the whole run may spend waiting for a quiet machine
@@ -23,8 +26,6 @@ Expects the binaries `make bench` builds; knobs (environment):
   BENCH_SCALING=1  add the scaling table: bcsp-guard and native RBAC with 20 / 2,000 / 10,000
                  CIDRs and 1 / 16 / 64 keys (each its own header), interleaved with the setups
                  above, saturation only (~1 min per round)
-  BENCH_SCALING_FRESH (1): start each scaling setup's Envoy afresh every round (0: keep one
-                 process for the run; one Envoy can stay ~10 % slower than an identical one)
   BENCH_RESULTS (bench/RESULTS.md)
 """
 
@@ -62,6 +63,7 @@ def _pinned_envoy_version():
 ENVOY = os.environ.get("BENCH_ENVOY") or os.path.join(
     ROOT, ".venv/envoy-%s/envoy/_bin/envoy" % _pinned_envoy_version())
 BCSP_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/bcsp_guard.wasm")
+BCSP_DYNMOD = os.path.join(ROOT, "target/release/libbcsp_guard_envoy.so")
 FLOOR_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_floor_filter.wasm")
 PROBE_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_probe_filter.wasm")
 UPSTREAM_BIN = os.path.join(OUT, "release/bench-upstream")
@@ -84,6 +86,7 @@ NATIVE_TOKEN_LIFETIME = int(os.environ.get("BENCH_NATIVE_TOKEN_LIFETIME", "70"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH, "RESULTS.md"))
 EXTRA = os.environ.get("BENCH_EXTRA_WASM", "")
+EXTRA_DYNMOD = os.environ.get("BENCH_EXTRA_DYNMOD", "")
 ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG", "") not in ("", "0")
 # A run is repeated (up to RETRIES times) when other processes took more than FOREIGN_MAX % of
 # Envoy's CPU during it, or Envoy got less than 90 % of its CPU at saturation.
@@ -93,8 +96,10 @@ RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
 FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
 SCALING = os.environ.get("BENCH_SCALING", "") not in ("", "0")
-SCALING_FRESH = os.environ.get("BENCH_SCALING_FRESH", "1") not in ("", "0")
 PROBE_N = 100
+# Targets from the issue that added the dynamic module (same interleaved run, saturation).
+WASM_FLOOR_TARGET = 0.90  # Wasm build / Wasm floor
+DYNMOD_NATIVE_TARGET = 1.05  # dynamic module / native chain (and less Envoy CPU per request)
 PROBE_OPS = ["none", "get_header", "get_map", "set_header", "set_token", "remove_absent",
              "time", "metric", "property", "sha256", "alloc14", "first_change",
              "none@300", "first_change@300"]
@@ -124,13 +129,49 @@ CLIENT_HEADERS = [
     ("cache-control", "no-cache"),
 ]
 
+# Every Envoy setup. `kind` says what check_setup expects of it: "none" and "floor" pass the
+# credential through; "native" (RBAC, 403) and "guard" (bcsp-guard, 401 and x-bcsp-key-id) strip
+# it and inject a token. A "guard" setup gets the policy; `artifact` "dynmod" loads
+# libbcsp_guard_envoy.so instead of the .wasm; `wasm` overrides the module; `values` adds
+# template values (e.g. HCM_EXTRA, one more connection-manager field in setups 4 and 5);
+# `tokens` puts it in the token-fetch part. Another setup is one entry here (and its id in
+# MAIN_SETUPS and RATIOS, or appended in main() behind a knob), e.g.
+#   SETUPS["6"] = {**SETUPS["4"], "name": "bcsp-guard, Wasm, access log",
+#                  "values": {"HCM_EXTRA": "access_log: [...]"}, "tokens": False}
 SETUPS = {
-    "1": {"name": "no filter", "config": "envoy-1-nofilter.yaml"},
-    "2": {"name": "native chain (RBAC + gcp_authn + header removal)", "config": "envoy-2-native.yaml"},
-    "3": {"name": "Wasm floor (read one header)", "config": "envoy-3-floor.yaml"},
-    "4": {"name": "bcsp-guard (full policy)", "config": "envoy-4-bcsp-guard.yaml"},
-    "P": {"name": "host-call probe", "config": "envoy-probe.yaml"},
+    "1": {"name": "no filter", "config": "envoy-1-nofilter.yaml", "kind": "none"},
+    "2": {"name": "native chain (RBAC + gcp_authn + header removal)",
+          "config": "envoy-2-native.yaml", "kind": "native", "tokens": True},
+    "3": {"name": "Wasm floor (read one header)", "config": "envoy-3-floor.yaml", "kind": "floor"},
+    "4": {"name": "bcsp-guard, Wasm (full policy)", "config": "envoy-4-bcsp-guard.yaml",
+          "kind": "guard", "tokens": True},
+    "5": {"name": "bcsp-guard, dynamic module (full policy)", "config": "envoy-5-dynmod.yaml",
+          "kind": "guard", "artifact": "dynmod", "tokens": True},
+    "P": {"name": "host-call probe", "config": "envoy-probe.yaml", "kind": "floor"},
 }
+MAIN_SETUPS = ["1", "2", "3", "4", "5"]
+# Shown as ratios against each other (numerator, denominator), when both ran.
+RATIOS = [("6", "4"), ("7", "5"),
+          ("4", "1"), ("4", "2"), ("4", "3"), ("5", "1"), ("5", "2"), ("5", "3"), ("5", "4"),
+          ("2", "1"), ("3", "1")]
+
+# The audit fields of the shipped access log (envoy.yaml; docs/OPERATIONS.md), per build.
+AUDIT_FIELDS = ["key_id", "verdict", "reason", "client", "client_source", "route", "audience",
+                "lockout"]
+
+
+def access_log_setup(base, artifact):
+    """Setup `base` plus a JSON access log to stdout with the request and audit fields."""
+    op = (lambda f: f"%FILTER_STATE(wasm.bcsp_guard.{f}:PLAIN)%") if artifact == "wasm" else \
+        (lambda f: f"%DYNAMIC_METADATA(bcsp_guard:{f})%")
+    fmt = {"time": "%START_TIME%", "request_id": "%REQ(X-REQUEST-ID)%", "method": "%REQ(:METHOD)%",
+           "path": "%REQ(:PATH):100%", "status": "%RESPONSE_CODE%", "duration_ms": "%DURATION%",
+           **{f: op(f) for f in AUDIT_FIELDS}}
+    log_yaml = json.dumps([{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"json_format": fmt}}}])
+    return {**SETUPS[base], "name": SETUPS[base]["name"] + " + JSON access log",
+            "values": {"HCM_EXTRA": f"access_log: {log_yaml}"}, "tokens": False}
 
 
 def log(msg):
@@ -147,11 +188,12 @@ def free_port():
 # Processes: only the ones started here are ever stopped, by their own handle.
 
 class Proc:
-    def __init__(self, name, argv, cpu, logfile):
+    def __init__(self, name, argv, cpu, logfile, env=None):
         self.name = name
         self.log = open(logfile, "w")
         self.p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=self.log,
-                                  stderr=subprocess.STDOUT, cwd=ROOT)
+                                  stderr=subprocess.STDOUT, cwd=ROOT,
+                                  env={**os.environ, **env} if env else None)
         self.pid = self.p.pid  # taskset execs the program: same pid
 
     def alive(self):
@@ -171,8 +213,8 @@ class Proc:
 STARTED = []
 
 
-def start(name, argv, cpu, logfile):
-    p = Proc(name, argv, cpu, logfile)
+def start(name, argv, cpu, logfile, env=None):
+    p = Proc(name, argv, cpu, logfile, env)
     STARTED.append(p)
     return p
 
@@ -245,11 +287,14 @@ def policy_json(client_cidr, token_timing=None):
 class Envoy:
     """One Envoy process for one setup."""
 
-    def __init__(self, setup, concurrency, ports, tag, policy=None, wasm=None, probe="none:0",
+    def __init__(self, setup, concurrency, ports, tag, policy=None, probe="none:0",
                  extra_routes=0, extra_values=None):
         self.setup = setup
+        spec = SETUPS[setup]
         self.admin = free_port()
         self.port = free_port()
+        if spec.get("kind") != "guard":
+            policy = None
         values = {
             "ADMIN_PORT": self.admin,
             "LISTEN_PORT": self.port,
@@ -261,17 +306,26 @@ class Envoy:
             "EXTRA_ROUTES": "".join(
                 f'              - match: {{ safe_regex: {{ regex: "^/r{i}/[a-z]+$" }} }}\n'
                 f"                route: {{ cluster: bcsp }}\n" for i in range(extra_routes)),
-            "BCSP_GUARD_WASM": wasm or BCSP_WASM,
+            "BCSP_GUARD_WASM": spec.get("wasm") or BCSP_WASM,
             "BCSP_GUARD_POLICY": json.dumps(json.dumps(policy)) if policy else '""',
+            "HOP_PORT": free_port(),
+            # One more connection-manager field for a variant setup (a one-line YAML flow
+            # mapping such as `access_log: [...]`); empty for the plain setups.
+            "HCM_EXTRA": "",
+            **spec.get("values", {}),
             **(extra_values or {}),
         }
+        # Envoy finds lib<name>.so for dynamic_module_config.name in this directory.
+        env = ({"ENVOY_DYNAMIC_MODULES_SEARCH_PATH":
+                os.path.dirname(spec.get("dynmod") or BCSP_DYNMOD)}
+               if spec.get("artifact") == "dynmod" else None)
         cfg = os.path.join(OUT, f"envoy-{tag}.yaml")
         with open(cfg, "w") as f:
             f.write(render(SETUPS[setup]["config"], values))
         self.proc = start(f"envoy-{tag}", [
             ENVOY, "-c", cfg, "--concurrency", str(concurrency), "--disable-hot-restart",
             "-l", "warning", "--log-path", os.path.join(LOGS, f"envoy-{tag}.log"),
-        ], ENVOY_CPU, os.path.join(LOGS, f"envoy-{tag}.out"))
+        ], ENVOY_CPU, os.path.join(LOGS, f"envoy-{tag}.out"), env)
         try:
             wait_http(self.admin, "/ready", what=f"envoy {tag} admin")
         except SystemExit:
@@ -482,11 +536,11 @@ def scaling_setups(client_cidr):
             sc = {"id": sid, "family": fam, "cidrs": n, "keys": k, "headers": scale_headers(k)}
             if fam == "G":
                 SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
-                               "config": "envoy-4-bcsp-guard.yaml"}
+                               "config": "envoy-4-bcsp-guard.yaml", "kind": "guard"}
                 sc["policy"] = scale_policy(n, k, client_cidr)
             else:
                 SETUPS[sid] = {"name": f"{SCALE_FAMILIES[fam]} {n}/{k}",
-                               "config": "envoy-2-native-scaling.yaml"}
+                               "config": "envoy-2-native-scaling.yaml", "kind": "native"}
                 sc["values"] = {
                     "RBAC_CONFIG": json.dumps(rbac_config(fam, n, k)),
                     "REMOVE_HEADERS": json.dumps([scale_header(i) for i in range(1, k + 1)])}
@@ -537,22 +591,23 @@ def check_setup(setup, port):
     lines = echo_lines(body)
     has = lambda prefix: any(line.startswith(prefix) for line in lines)  # noqa: E731
     problems = []
+    kind = SETUPS[setup]["kind"]
     if status != 200:
         problems.append(f"valid request answered {status}: {body[:200]}")
-    if setup in ("1", "3") and not has("x-bcsp-key:"):
+    if kind in ("none", "floor") and not has("x-bcsp-key:"):
         problems.append("credential header missing upstream")
-    if setup in ("2", "4", "5"):
+    if kind in ("native", "guard"):
         if has("x-bcsp-key:"):
             problems.append("credential header reached the upstream")
         if not has("authorization: bearer ey"):
             problems.append("no identity token upstream")
-        deny = 403 if setup == "2" else 401
+        deny = 403 if kind == "native" else 401
         for name, h in (("no key", {k: v for k, v in hdrs.items() if k != "x-bcsp-key"}),
                         ("wrong key", {**hdrs, "x-bcsp-key": "wrong"})):
             s, _, b = get(port, "/_echo", h)
             if s != deny:
                 problems.append(f"{name}: expected {deny}, got {s}")
-    if setup in ("4", "5") and not has(f"x-bcsp-key-id: {KEY_ID}"):
+    if kind == "guard" and not has(f"x-bcsp-key-id: {KEY_ID}"):
         problems.append("x-bcsp-key-id not set")
     if problems:
         raise SystemExit(f"bench: setup {setup} misbehaves: " + "; ".join(problems))
@@ -643,7 +698,7 @@ def disturbed(low, high):
     return not (clean_low(low) and clean_high(high))
 
 
-def throughput(setups, ports, policy, extra_wasm, scaling=()):
+def throughput(setups, ports, policy, scaling=()):
     """All setups' Envoys run side by side (idle ones cost nothing measurable); the load moves
     from one to the next: A B C D A B C D ... Short slices and many rounds, so a burst of
     someone else's work spoils a slice, not a setup; a spoiled slice is measured again.
@@ -655,8 +710,7 @@ def throughput(setups, ports, policy, extra_wasm, scaling=()):
     envoys = {}
     try:
         for s in setups:
-            envoys[s] = Envoy(s, 1, ports, s, policy=policy if s in ("4", "5") else None,
-                              wasm=extra_wasm if s == "5" else None)
+            envoys[s] = Envoy(s, 1, ports, s, policy=policy)
             check_setup(s, envoys[s].port)
         for sc in scaling:
             envoys[sc["id"]] = start_scaling(sc, ports)
@@ -692,13 +746,7 @@ def throughput(setups, ports, policy, extra_wasm, scaling=()):
                     f"foreign cpu{ENVOY_CPU} {low['foreign_cpu0_pct']:.0f}%/"
                     f"{high['foreign_cpu0_pct']:.0f}%, cpu{LOAD_CPU} "
                     f"{low['foreign_cpu1_pct']:.0f}%/{high['foreign_cpu1_pct']:.0f}%)")
-            # Every other round backwards: drift within a round favours no size.
-            for sc in (scaling if rnd % 2 else scaling[::-1]):
-                if SCALING_FRESH and rnd > 1:
-                    # A new process each round: a slow one spoils a round, not the setup.
-                    envoys.pop(sc["id"]).stop()
-                    envoys[sc["id"]] = start_scaling(sc, ports)
-                    wrk(envoys[sc["id"]].port, 8, WARMUP, headers=sc["headers"])
+            for sc in scaling:
                 e = envoys[sc["id"]]
                 for attempt in range(1, RETRIES + 2):
                     wait_quiet(max_wait=5.0)
@@ -731,21 +779,17 @@ def summarize_scaling(scale_runs):
     for sid, rs in scale_runs.items():
         fam = sid.split("-", 1)[0]
         base = scale_runs.get(scale_id(fam, 20, 1), [])
-        pairs = [ratio(a["high"]["rps"], b["high"]["rps"]) for a, b in zip(rs, base)]
-        out[sid]["paired_ratio"] = med(pairs)
-        # The spread says how far one round can be trusted on this machine.
-        pairs = [x for x in pairs if x is not None]
-        out[sid]["paired_range"] = [min(pairs), max(pairs)] if pairs else None
+        out[sid]["paired_ratio"] = med([ratio(a["high"]["rps"], b["high"]["rps"])
+                                        for a, b in zip(rs, base)])
     return out
 
 
-def memory(setups, ports, policy, extra_wasm):
+def memory(setups, ports, policy):
     out = {}
     for s in setups:
         rss = {}
         for conc in (1, 4):
-            e = Envoy(s, conc, ports, f"{s}-mem{conc}", policy=policy if s in ("4", "5") else None,
-                      wasm=extra_wasm if s == "5" else None)
+            e = Envoy(s, conc, ports, f"{s}-mem{conc}", policy=policy)
             try:
                 check_setup(s, e.port)
                 wrk(e.port, 32, 2)  # every worker serves traffic
@@ -760,14 +804,15 @@ def memory(setups, ports, policy, extra_wasm):
     return out
 
 
-def token_fetches(ports_base, client_cidr):
+def token_fetches(setups, ports_base, client_cidr):
     """4 workers, short token lifetime, steady load: metadata fetches per refresh window."""
     out = {}
-    for s in ("2", "4"):
+    for s in [s for s in setups if SETUPS[s].get("tokens")]:
         mport = free_port()
         emu = start("emulator-tokens", [EMULATOR_BIN, "--listen", f"127.0.0.1:{mport}",
                                         "--lifetime",
-                                        str(NATIVE_TOKEN_LIFETIME if s == "2" else TOKEN_LIFETIME)],
+                                        str(NATIVE_TOKEN_LIFETIME if SETUPS[s]["kind"] == "native"
+                                            else TOKEN_LIFETIME)],
                     LOAD_CPU, os.path.join(LOGS, f"emulator-tokens-{s}.log"))
         fetch_times = []
         stop_poll = threading.Event()
@@ -793,7 +838,7 @@ def token_fetches(ports_base, client_cidr):
             ports = dict(ports_base, metadata=mport)
             policy = policy_json(client_cidr, {"refresh_margin_s": TOKEN_MARGIN,
                                                "expiry_skew_s": TOKEN_SKEW})
-            e = Envoy(s, 4, ports, f"{s}-tokens", policy=policy if s == "4" else None)
+            e = Envoy(s, 4, ports, f"{s}-tokens", policy=policy)
             try:
                 check_setup(s, e.port)
                 r = wrk(e.port, 32, TOKEN_SECONDS)
@@ -842,7 +887,7 @@ def probe(ports):
             e = Envoy("P", 1, ports, f"probe-{name}-{routes or 0}-r{rnd}",
                       probe=f"{name}:{probe_n(op)}", extra_routes=int(routes or 0))
             try:
-                check_setup("3", e.port)
+                check_setup("P", e.port)
                 wrk(e.port, 8, 1)
                 r = measured_wrk(e, HIGH_C, 4)
             finally:
@@ -884,6 +929,8 @@ def criterion():
 
 def sizes(extra_wasm):
     out = {"bcsp_guard": os.path.getsize(BCSP_WASM), "floor": os.path.getsize(FLOOR_WASM)}
+    if os.path.exists(BCSP_DYNMOD):
+        out["dynmod"] = os.path.getsize(BCSP_DYNMOD)
     if shutil.which("wasm-opt"):
         for k, path in (("bcsp_guard", BCSP_WASM), ("floor", FLOOR_WASM)):
             dst = os.path.join(OUT, os.path.basename(path).replace(".wasm", ".Oz.wasm"))
@@ -918,10 +965,10 @@ def summarize(runs):
     return s
 
 
-def p99_added(runs):
-    """Median over rounds of p99(bcsp-guard) − p99(no filter) at c=LOW_C, pairing the two runs
+def p99_added(runs, setup):
+    """Median over rounds of p99(setup) − p99(no filter) at c=LOW_C, pairing the two runs
     of the same round (both clean): p99 drifts with the machine, a pair shares the drift."""
-    diffs = [a["low"]["p99_us"] - b["low"]["p99_us"] for a, b in zip(runs["4"], runs["1"])
+    diffs = [a["low"]["p99_us"] - b["low"]["p99_us"] for a, b in zip(runs[setup], runs["1"])
              if clean_low(a["low"]) and clean_low(b["low"])
              and a["low"]["p99_us"] is not None and b["low"]["p99_us"] is not None]
     return (med(diffs) if diffs else None), len(diffs)
@@ -956,11 +1003,9 @@ def scaling_table(data):
         d = None
         if v["envoy_cpu_us_per_req"] is not None and base["envoy_cpu_us_per_req"] is not None:
             d = v["envoy_cpu_us_per_req"] - base["envoy_cpu_us_per_req"]
-        spread = v.get("paired_range")
         rows.append((sc["family"], sc["cidrs"], sc["keys"], v["rps"], ratio(v["rps"], base["rps"]),
-                     v.get("paired_ratio"),
-                     f"{spread[0]:.2f}–{spread[1]:.2f}" if spread else "—",
-                     v["envoy_cpu_us_per_req"], d, f"{v['clean_high']} of {v['rounds']}"))
+                     v.get("paired_ratio"), v["envoy_cpu_us_per_req"], d,
+                     f"{v['clean_high']} of {v['rounds']}"))
     return rows
 
 
@@ -969,9 +1014,7 @@ def report_scaling(data, w):
     H = HIGH_C
     w("## Scaling with the policy's size (`BENCH_SCALING=1`)\n")
     w(f"Same interleaved run as above: after the main setups, every round measures each scaling "
-      f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), in reverse order every other "
-      "round" + (", each in an Envoy started afresh that round" if SCALING_FRESH else "") +
-      ", medians over clean rounds. "
+      f"setup at c={H} (saturation, `wrk -t1 -c{H} -d{SECONDS}s`), medians over clean rounds. "
       "Each family is compared with its own 20-CIDR / 1-key setup, so only the policy's size "
       "differs. CIDRs: the policy file's real-looking ones, then disjoint, non-adjacent /28s and "
       "IPv6 /48s (nothing merges), the client's prefix last; keys: each in its own header "
@@ -981,15 +1024,13 @@ def report_scaling(data, w):
         w(f"- **{fam}**: {name}")
     w("")
     w("`vs 20 / 1`: ratio of the medians; `paired`: median over rounds of the ratio to the "
-      "family's 20 / 1 setup measured in the same round, then the lowest and highest of those "
-      "same-round ratios.\n")
-    w(f"| family | CIDRs | keys | c={H} rps | vs 20 / 1 | paired | paired range | "
-      "Envoy CPU µs/req | Δ µs/req vs 20 / 1 | clean |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for fam, n, k, rps, r, pr, spread, us, d, clean in sorted(scaling_table(data),
-                                                              key=lambda t: t[0] != "G"):
-        w(f"| {fam} | {n:,} | {k} | {fmt(rps)} | {fmt(r, 3)} | {fmt(pr, 3)} | {spread} | "
-          f"{fmt(us, 1)} | {'—' if d is None else f'{d:+.1f}'} | {clean} |")
+      "family's 20 / 1 setup measured in the same round.\n")
+    w(f"| family | CIDRs | keys | c={H} rps | vs 20 / 1 | paired | Envoy CPU µs/req | "
+      "Δ µs/req vs 20 / 1 | clean |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for fam, n, k, rps, r, pr, us, d, clean in sorted(scaling_table(data), key=lambda t: t[0] != "G"):
+        w(f"| {fam} | {n:,} | {k} | {fmt(rps)} | {fmt(r, 3)} | {fmt(pr, 3)} | {fmt(us, 1)} | "
+          f"{'—' if d is None else f'{d:+.1f}'} | {clean} |")
     w("")
     w("| same size | bcsp-guard / RBAC principals | bcsp-guard / RBAC matcher | "
       "RBAC matcher / RBAC principals |")
@@ -1029,7 +1070,10 @@ def report(data):
     w(f"- Date: {data['date']}; total wall time {data['wall_s'] / 60:.1f} min")
     w(f"- Command: `{data['command']}`")
     w(f"- Code: commit {data['git']}; `{data['wasm_built_from']}` sha256 "
-      f"`{data['wasm_sha256'][:16]}…` (copied once, so every round loads the same module)")
+      f"`{data['wasm_sha256'][:16]}…`"
+      + (f", `target/release/libbcsp_guard_envoy.so` sha256 `{data['dynmod_sha256'][:16]}…`"
+         if data.get("dynmod_sha256") else "")
+      + " (copied once, so every round loads the same build)")
     w(f"- Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem']} RAM, kernel {m['kernel']}")
     w(f"- Envoy {m['envoy']} (`--concurrency 1`, V8), pinned with `taskset -c {ENVOY_CPU}`; "
       f"wrk ({m['wrk']}), the upstream (`bench/upstream`) and the metadata emulator pinned to "
@@ -1058,73 +1102,94 @@ def report(data):
     for k in setups:
         w(f"{k}. {SETUPS[k]['name']} — `bench/configs/{SETUPS[k]['config']}`")
     w("")
-    w("## Throughput and latency (medians over clean rounds)\n")
+    w("## Throughput, latency and Envoy CPU per request (medians over clean rounds)\n")
     w(f"Per load point, medians over the rounds that other processes on the machine did not "
       f"disturb (`clean`: c={L} / c={H}). A c={L} slice is clean when neither CPU had more than "
       f"{FOREIGN_MAX:.0f} % foreign work (it measures latency end to end); a c={H} slice when Envoy "
       f"used at least 90 % of CPU {ENVOY_CPU} and nothing else more than {FOREIGN_MAX:.0f} % of it "
       "(it measures Envoy's capacity). With no clean slice the median is over all, and the "
-      "verdicts below say *inconclusive*.\n")
+      "verdicts below say *inconclusive*. Envoy CPU per request = Envoy's CPU time (user + "
+      "system, from /proc) over the requests wrk completed in the same slice; at saturation it "
+      "is the cost of a request, at moderate load it also holds Envoy's idle wake-ups.\n")
     w(f"| setup | c={L} rps | c={L} p50 | c={L} p99 | c={H} rps | c={H} p50 | c={H} p99 | "
-      f"Envoy CPU µs/req (c={H}) | Envoy CPU % (c={H}) | clean |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      f"Envoy CPU µs/req c={H} | Envoy CPU µs/req c={L} | Envoy CPU % c={H} | clean |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in setups:
         lo, hi = S[k]["low"], S[k]["high"]
         w(f"| {k}. {SETUPS[k]['name']} | {fmt(lo['rps'])} | {fmt(lo['p50_us'], 0, ' µs')} | "
           f"{fmt(lo['p99_us'], 0, ' µs')} | {fmt(hi['rps'])} | {fmt(hi['p50_us'], 0, ' µs')} | "
-          f"{fmt(hi['p99_us'], 0, ' µs')} | {fmt(hi['envoy_cpu_us_per_req'], 1)} | "
+          f"{fmt(hi['p99_us'], 0, ' µs')} | **{fmt(hi['envoy_cpu_us_per_req'], 1)}** | "
+          f"{fmt(lo['envoy_cpu_us_per_req'], 1)} | "
           f"{fmt(hi['envoy_cpu_pct'])} | {S[k]['clean_low']} / {S[k]['clean_high']} of {ROUNDS} |")
     w("")
     w("### Ratios (throughput, same run)\n")
     w(f"| ratio | c={L} | c={H} (saturation) | CPU µs/req difference (c={H}) |")
     w("|---|---:|---:|---:|")
-    cmp_to = ["1", "2", "3"] + (["4"] if "5" in setups else [])
-    for num in ["4"] + (["5"] if "5" in setups else []):
-        for den in cmp_to:
-            if num == den:
-                continue
-            rl = ratio(S[num]["low"]["rps"], S[den]["low"]["rps"])
-            rh = ratio(S[num]["high"]["rps"], S[den]["high"]["rps"])
-            d = (S[num]["high"]["envoy_cpu_us_per_req"] or 0) - (S[den]["high"]["envoy_cpu_us_per_req"] or 0)
-            w(f"| {num}/{den} | {fmt(rl, 3)} | {fmt(rh, 3)} | {d:+.1f} µs |")
-    for k in ("2", "3"):
-        w(f"| {k}/1 | {fmt(ratio(S[k]['low']['rps'], S['1']['low']['rps']), 3)} | "
-          f"{fmt(ratio(S[k]['high']['rps'], S['1']['high']['rps']), 3)} | "
-          f"{(S[k]['high']['envoy_cpu_us_per_req'] or 0) - (S['1']['high']['envoy_cpu_us_per_req'] or 0):+.1f} µs |")
+    pairs = [(a, b) for a, b in RATIOS if a in S and b in S]
+    against = {"X": ("4", "3"), "Y": ("5", "2")}
+    pairs += [(x, b) for x in setups if x in against for b in against[x] if b in S]
+    for num, den in pairs:
+        rl = ratio(S[num]["low"]["rps"], S[den]["low"]["rps"])
+        rh = ratio(S[num]["high"]["rps"], S[den]["high"]["rps"])
+        a, b = S[num]["high"]["envoy_cpu_us_per_req"], S[den]["high"]["envoy_cpu_us_per_req"]
+        d = "—" if a is None or b is None else f"{a - b:+.1f} µs"
+        w(f"| {num}/{den} | {fmt(rl, 3)} | {fmt(rh, 3)} | {d} |")
     w("")
     w("### Against the targets\n")
+    w(f"Throughput targets are judged at c={H} (saturation: Envoy's capacity); c={L} is shown "
+      "for reference.\n")
     w("| target | measured | met |")
     w("|---|---|---|")
-    r43 = ratio(S["4"]["high"]["rps"], S["3"]["high"]["rps"])
-    r42 = ratio(S["4"]["high"]["rps"], S["2"]["high"]["rps"])
-    r43l = ratio(S["4"]["low"]["rps"], S["3"]["low"]["rps"])
-    r42l = ratio(S["4"]["low"]["rps"], S["2"]["low"]["rps"])
-    added, paired = p99_added(data["runs"])
+
     def verdict(ok, point, *involved):
+        if any(k not in S for k in involved):
+            return "not run"
         if any(S[k][f"clean_{point}"] == 0 for k in involved):
             return "inconclusive (no clean run)"
         return "yes" if ok else "**no**"
 
+    def rps_target(num, den, floor, what, note=""):
+        if num not in S or den not in S:
+            return
+        rh = ratio(S[num]["high"]["rps"], S[den]["high"]["rps"])
+        rl = ratio(S[num]["low"]["rps"], S[den]["low"]["rps"])
+        w(f"| {what} ({num}/{den}) >= {floor:.2f}x{note} | {fmt(rh, 3)} at c={H}, {fmt(rl, 3)} at "
+          f"c={L} | {verdict(rh is not None and rh >= floor, 'high', num, den)} |")
+
     yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
-    w(f"| bcsp-guard / Wasm floor throughput >= 0.97 | {fmt(r43, 3)} at c={H}, {fmt(r43l, 3)} at c={L} | {verdict(r43 and r43 >= 0.97, 'high', '4', '3')} |")
-    w(f"| bcsp-guard / native chain throughput >= 1.00 | {fmt(r42, 3)} at c={H}, {fmt(r42l, 3)} at c={L} | {verdict(r42 and r42 >= 1.0, 'high', '4', '2')} |")
-    if added is None or added < 0:
-        # A filter cannot make requests faster: a negative difference is tail noise.
-        shown = "no clean pair of rounds" if added is None else f"{added:+.0f} µs"
-        w(f"| p99 added over no filter <= 100 µs at c={L} | {shown} | inconclusive (tail noise) |")
-    else:
-        w(f"| p99 added over no filter <= 100 µs at c={L} | {added:+.0f} µs (median of {paired} "
-          f"same-round differences) | {verdict(added <= 100, 'low', '4', '1')} |")
+    rps_target("4", "3", WASM_FLOOR_TARGET, "Wasm build / Wasm floor throughput",
+               " (before the dynamic module: 0.80–0.86)")
+    rps_target("5", "2", DYNMOD_NATIVE_TARGET, "dynamic module / native chain throughput")
+    if "5" in S and "2" in S:
+        a, b = S["5"]["high"]["envoy_cpu_us_per_req"], S["2"]["high"]["envoy_cpu_us_per_req"]
+        shown = "—" if a is None or b is None else f"{a:.1f} vs {b:.1f} µs ({a - b:+.1f} µs)"
+        w(f"| dynamic module Envoy CPU per request < native chain's (5 vs 2, c={H}) | {shown} | "
+          f"{verdict(a is not None and b is not None and a < b, 'high', '5', '2')} |")
+    for k in ("4", "5"):
+        if k not in S:
+            continue
+        added, paired = p99_added(data["runs"], k)
+        what = f"p99 added over no filter at c={L} <= 100 µs ({k} vs 1)"
+        if added is None or added < 0:
+            # A filter cannot make requests faster: a negative difference is tail noise.
+            shown = "no clean pair of rounds" if added is None else f"{added:+.0f} µs"
+            w(f"| {what} | {shown} | inconclusive (tail noise) |")
+        else:
+            w(f"| {what} | {added:+.0f} µs (median of {paired} same-round differences) | "
+              f"{verdict(added <= 100, 'low', k, '1')} |")
+    toks = data.get("tokens", {})
+    native = toks.get("2", {}).get("windows")
+    for k in ("4", "5"):
+        if k in toks:
+            tok = toks[k]
+            w(f"| metadata fetches per refresh with 4 workers: exactly 1 ({k}. "
+              f"{SETUPS[k]['name'].split(' (')[0]}) | per window {tok['windows']} (native chain "
+              f"{native}) | {yes(bool(tok['windows']) and all(c == 1 for c in tok['windows']))} |")
     crit = data.get("criterion", {}).get("decide/full_policy_admit")
     if crit:
         w(f"| pure policy core <= 2 µs per request | {crit['median_ns'] / 1000:.2f} µs (native) | {yes(crit['median_ns'] <= 2000)} |")
     sz = data["sizes"]["bcsp_guard"]
     w(f"| release .wasm <= 256 KiB | {sz / 1024:.1f} KiB ({sz} bytes) | {yes(sz <= 256 * 1024)} |")
-    tok = data.get("tokens", {}).get("4")
-    if tok:
-        w(f"| token fetches per refresh with 4 workers: exactly 1 | bcsp-guard {tok['windows']} "
-          f"(native chain {data['tokens']['2']['windows']}) | "
-          f"{yes(all(c == 1 for c in tok['windows']))} |")
     w("")
     w("### Is the load side the bottleneck? (it must not be)\n")
     uc = data["upstream_capacity"]
@@ -1164,7 +1229,11 @@ def report(data):
       f"{fmt(data['sizes'].get('bcsp_guard_oz'))} B |")
     w(f"| Wasm floor (`bench/floor-filter`) | {data['sizes']['floor']:,} B | {fmt(data['sizes'].get('floor_oz'))} B |")
     if "extra" in data["sizes"]:
-        w(f"| setup 5 module | {data['sizes']['extra']:,} B | — |")
+        w(f"| setup X module | {data['sizes']['extra']:,} B | — |")
+    if "dynmod" in data["sizes"]:
+        d = data["sizes"]["dynmod"]
+        w(f"| dynamic module (`target/release/libbcsp_guard_envoy.so`, native, not a Wasm "
+          f"limit) | {d:,} B ({d / 1024:.1f} KiB) | — |")
     w("")
     if data.get("criterion"):
         w("## Pure policy core (criterion, native)\n")
@@ -1242,9 +1311,12 @@ def rerender():
     editing the human notes, or the report code) without measuring again."""
     data = json.load(open(os.path.join(OUT, "results.json")))
     globals().update(data.get("knobs", {}))
-    if "5" in data["setups"]:
-        SETUPS["5"] = {"name": data.get("setup5_name") or "bcsp-guard, extra module",
-                       "config": "envoy-4-bcsp-guard.yaml"}
+    for k, spec in data.get("setup_specs", {}).items():
+        SETUPS[k] = spec
+    if "setup_specs" not in data and "5" in data["setups"]:
+        # Runs from before the dynamic module: setup 5 was BENCH_EXTRA_WASM.
+        SETUPS["5"] = {"name": "bcsp-guard, extra module", "config": "envoy-4-bcsp-guard.yaml",
+                       "kind": "guard"}
     data["summary"] = summarize(data["runs"])
     if data.get("scaling"):
         data["scaling"]["summary"] = summarize_scaling(data["scaling"]["runs"])
@@ -1255,10 +1327,17 @@ def rerender():
 def main():
     if "--report" in sys.argv[1:]:
         return rerender()
-    global BCSP_WASM
+    global BCSP_WASM, BCSP_DYNMOD
     t0 = time.time()
     os.makedirs(LOGS, exist_ok=True)
+    chosen = [s for s in os.environ.get("BENCH_SETUPS", ",".join(MAIN_SETUPS)).split(",") if s]
+    unknown = [s for s in chosen if s not in MAIN_SETUPS]
+    if unknown:
+        raise SystemExit(f"bench: BENCH_SETUPS: unknown setups {unknown} (known: {MAIN_SETUPS})")
+    setups = ["1"] + [s for s in MAIN_SETUPS if s in chosen and s != "1"]
+    dynmod = "5" in setups
     for path, what in ((ENVOY, "Envoy (make envoy)"), (BCSP_WASM, "bcsp_guard.wasm (make wasm)"),
+                       *([(BCSP_DYNMOD, "libbcsp_guard_envoy.so (make dynmod)")] if dynmod else []),
                        (FLOOR_WASM, "the floor filter"), (UPSTREAM_BIN, "bench-upstream"),
                        *([(PROBE_WASM, "the probe filter")] if PROBE else []),
                        (EMULATOR_BIN, "metadata-emulator")):
@@ -1267,33 +1346,51 @@ def main():
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk not found; `make bench` installs it")
     extra_wasm, extra_label = None, None
-    setups = ["1", "2", "3", "4"]
     if EXTRA:
         extra_wasm, _, extra_label = EXTRA.partition(":")
         extra_wasm = os.path.abspath(extra_wasm)
-        SETUPS["5"] = {"name": f"bcsp-guard, {extra_label or os.path.basename(extra_wasm)}",
-                       "config": "envoy-4-bcsp-guard.yaml"}
-        setups.append("5")
+        SETUPS["X"] = {"name": f"bcsp-guard, {extra_label or os.path.basename(extra_wasm)}",
+                       "config": "envoy-4-bcsp-guard.yaml", "kind": "guard", "wasm": extra_wasm}
+        setups.append("X")
+    if EXTRA_DYNMOD:
+        path, _, label = EXTRA_DYNMOD.partition(":")
+        SETUPS["Y"] = {**SETUPS["5"], "name": f"bcsp-guard, dynamic module, "
+                       f"{label or os.path.basename(path)}", "dynmod": os.path.abspath(path)}
+        setups.append("Y")
     if ACCESS_LOG:
-        if EXTRA:
-            raise SystemExit("bench: BENCH_ACCESS_LOG and BENCH_EXTRA_WASM both add setup 5; set one")
-        SETUPS["5"] = {"name": "bcsp-guard + JSON access log (audit fields)",
-                       "config": "envoy-5-bcsp-guard-access-log.yaml"}
-        setups.append("5")
+        SETUPS["6"] = access_log_setup("4", "wasm")
+        SETUPS["7"] = access_log_setup("5", "dynmod")
+        setups += [k for k, base in (("6", "4"), ("7", "5")) if base in setups]
 
-    # Others may rebuild target/ while this runs: every round loads the same copy.
+    # Others may rebuild target/ while this runs: every round loads the same copies.
     frozen = os.path.join(OUT, "bcsp_guard.under-test.wasm")
     shutil.copyfile(BCSP_WASM, frozen)
     built_from = BCSP_WASM
     BCSP_WASM = frozen
+    def freeze_dynmod(path, tag):
+        # Envoy loads lib<name>.so from a directory: a directory of its own for each copy.
+        frozen_dir = os.path.join(OUT, f"dynmod-{tag}")
+        os.makedirs(frozen_dir, exist_ok=True)
+        dst = os.path.join(frozen_dir, os.path.basename(BCSP_DYNMOD))
+        shutil.copyfile(path, dst)
+        return dst
+
+    dynmod_sha = None
+    if dynmod:
+        BCSP_DYNMOD = freeze_dynmod(BCSP_DYNMOD, "under-test")
+        dynmod_sha = hashlib.sha256(open(BCSP_DYNMOD, "rb").read()).hexdigest()
+    if "Y" in setups:
+        SETUPS["Y"]["dynmod"] = freeze_dynmod(SETUPS["Y"]["dynmod"], "extra")
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
+    dirty = git("status", "--porcelain", "--", "src", "hosts", "Cargo.toml", "Cargo.lock")
     data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "git": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in src/" if dirty else ""),
+            "git": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else ""),
             "wasm_sha256": hashlib.sha256(open(frozen, "rb").read()).hexdigest(),
             "wasm_built_from": os.path.relpath(built_from, ROOT),
+            "dynmod_sha256": dynmod_sha,
             "machine": machine(), "setups": setups,
-            "setup5_name": SETUPS["5"]["name"] if "5" in setups else None,
+            "setup_specs": {k: {f: v for f, v in SETUPS[k].items() if f != "values"}
+                            for k in setups},
             "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     knobs = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
                      if k.startswith("BENCH_") and k != "BENCH_RESULTS")
@@ -1315,8 +1412,7 @@ def main():
         data["upstream_capacity"] = upstream_capacity(ports)
         log(f"upstream alone: {data['upstream_capacity']['rps']:.0f} rps")
         scaling = scaling_setups(cidr) if SCALING else []
-        data["runs"], data["order"], scale_runs = throughput(setups, ports, policy, extra_wasm,
-                                                             scaling)
+        data["runs"], data["order"], scale_runs = throughput(setups, ports, policy, scaling)
         if scaling:
             data["scaling"] = {"runs": scale_runs, "summary": summarize_scaling(scale_runs),
                                "setups": [{k: sc[k] for k in ("id", "family", "cidrs", "keys")}
@@ -1334,14 +1430,14 @@ def main():
             except (OSError, ValueError):
                 pass
         if "memory" not in SKIP:
-            data["memory"] = memory(setups, ports, policy, extra_wasm)
+            data["memory"] = memory(setups, ports, policy)
         stop(emu)
         stop(up)
         if "tokens" not in SKIP:
             up = start("upstream", [UPSTREAM_BIN, "--listen", f"127.0.0.1:{ports['upstream']}"],
                        LOAD_CPU, os.path.join(LOGS, "upstream-tokens.log"))
             wait_http(ports["upstream"], "/_echo", what="upstream")
-            data["tokens"] = token_fetches({"upstream": ports["upstream"]}, cidr)
+            data["tokens"] = token_fetches(setups, {"upstream": ports["upstream"]}, cidr)
             stop(up)
     finally:
         stop_all()

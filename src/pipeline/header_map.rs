@@ -9,7 +9,7 @@ pub const NOT_UTF8: &str = "\u{fffd}";
 
 /// The proxy-wasm map encoding: u32 count, then (name len, value len) u32 pairs, then each
 /// name and value followed by a NUL. Anything inconsistent ends the map there.
-pub fn decode(b: &[u8]) -> Vec<(&str, &str)> {
+pub fn decode<'a>(b: &'a [u8]) -> Vec<(&'a str, &'a str)> {
     let u32_at = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
@@ -21,6 +21,13 @@ pub fn decode(b: &[u8]) -> Vec<(&str, &str)> {
         return Vec::new();
     };
     let mut out = Vec::with_capacity(count.min(256));
+    // Names and values are checked as UTF-8 once, all together: when the whole data area is
+    // valid, a slice of it is valid exactly when both its ends are character boundaries
+    // (`str::get`); otherwise each slice is checked alone.
+    let base = data;
+    let all = b
+        .get(base..)
+        .and_then(|rest| std::str::from_utf8(rest).ok());
     for i in 0..count {
         let sizes = (u32_at(4 + i * 8), u32_at(8 + i * 8));
         let (Some(name_len), Some(value_len)) = sizes else {
@@ -34,7 +41,16 @@ pub fn decode(b: &[u8]) -> Vec<(&str, &str)> {
         let (Some(name), Some(value)) = (name, value) else {
             break;
         };
-        out.push((text(name), text(value)));
+        let as_text = |start: usize, bytes: &'a [u8]| -> &'a str {
+            let from = start.checked_sub(base);
+            let to = from.and_then(|f| f.checked_add(bytes.len()));
+            match (all, from, to) {
+                (Some(a), Some(from), Some(to)) => a.get(from..to),
+                _ => None,
+            }
+            .unwrap_or_else(|| text(bytes))
+        };
+        out.push((as_text(data, name), as_text(value_start, value)));
         data = value_start.saturating_add(value_len).saturating_add(1);
     }
     out
@@ -66,17 +82,23 @@ pub fn replace(pairs: &mut Vec<(String, String)>, name: &str, value: Option<&str
 }
 
 /// The same encoding, for hosts that hold headers as pairs (tests, fuzzing, the CLI).
+/// The dynamic module encodes every request's headers with it, so the buffer is sized once.
 pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
     let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = len32(pairs.len()).to_vec();
+    let data: usize = pairs
+        .iter()
+        .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = Vec::with_capacity(4 + 8 * pairs.len() + data);
+    out.extend_from_slice(&len32(pairs.len()));
     for (n, v) in pairs {
-        out.extend(len32(n.as_ref().len()));
-        out.extend(len32(v.as_ref().len()));
+        out.extend_from_slice(&len32(n.as_ref().len()));
+        out.extend_from_slice(&len32(v.as_ref().len()));
     }
     for (n, v) in pairs {
-        out.extend(n.as_ref());
+        out.extend_from_slice(n.as_ref());
         out.push(0);
-        out.extend(v.as_ref());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out
@@ -93,6 +115,16 @@ mod tests {
             decode(&b),
             vec![(":path", "/bots"), ("x-bcsp-key", "s3cret"), ("x-a", "")]
         );
+    }
+
+    #[test]
+    fn a_length_that_cuts_a_character_in_two_gives_the_replacement() {
+        // Valid UTF-8 as a whole ("é" is two bytes), but the sizes split it: the value is not
+        // text, and the name after it starts in the middle of the character.
+        let mut b = encode(&[("x-a", "é"), ("b", "c")]);
+        b[8] = 1; // value length of the first pair: one byte of "é"
+        let m = decode(&b);
+        assert_eq!(m.first(), Some(&("x-a", NOT_UTF8)));
     }
 
     #[test]

@@ -33,6 +33,18 @@ fn key(cfg: &UpstreamToken, audience: &str) -> (String, String) {
     (cfg.cluster.clone(), audience.to_owned())
 }
 
+/// The slot of `audience` without building an owned key: this runs on every request, and the
+/// map holds one entry per configured audience (a handful).
+fn find<'m>(
+    map: &'m BTreeMap<(String, String), Slot>,
+    cfg: &UpstreamToken,
+    audience: &str,
+) -> Option<&'m Slot> {
+    map.iter()
+        .find(|((cluster, aud), _)| *cluster == cfg.cluster && aud == audience)
+        .map(|(_, slot)| slot)
+}
+
 /// The request path's view: read-only, never waits.
 pub struct ProcessTokens<'a> {
     pub cfg: &'a UpstreamToken,
@@ -42,7 +54,7 @@ pub struct ProcessTokens<'a> {
 impl TokenPort for ProcessTokens<'_> {
     fn header_value(&self, audience: &str) -> Option<Rc<str>> {
         let map = slots();
-        let slot = map.get(&key(self.cfg, audience))?;
+        let slot = find(&map, self.cfg, audience)?;
         let cached = slot.cached.as_ref()?;
         if !usable(self.now_ms, cached.exp_s, &self.cfg.timing) {
             return None;
