@@ -341,6 +341,23 @@ fn a_client_taken_from_x_forwarded_for_is_logged_with_its_hop() {
     assert_file_free_of_secrets(&stack, &[KEY]);
 }
 
+#[test]
+fn audit_fields_false_leaves_the_fields_unset() {
+    let filter = json!({"keys": [key("k1", KEY)], "audit_fields": false});
+    let stack = Stack::start(&EnvoyConfig::new(filter).access_log(true));
+    for (key_value, want) in [(KEY, 200), ("wrong", 401)] {
+        let id = rid(&format!("off-{want}"));
+        let reply = stack
+            .request("/bots")
+            .header("x-bcsp-key", key_value)
+            .header("x-request-id", &id)
+            .send();
+        assert_eq!(reply.status, want);
+        // The request is still logged by Envoy; only bcsp-guard's fields are absent.
+        assert_audit(&stack.envoy.access_log_line(&id), &[]);
+    }
+}
+
 /// No presented secret, key hash (either case), identity token or signature in any line.
 fn assert_file_free_of_secrets(stack: &Stack, secrets: &[&str]) {
     let text = std::fs::read_to_string(stack.envoy.access_log_path()).expect("access log");

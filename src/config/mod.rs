@@ -281,6 +281,7 @@ fn compile_raw(raw: RawConfig, secrets: SecretLookups<'_>) -> Result<Policy, Con
         max_body_bytes,
         webhooks,
         lockout,
+        audit_fields: raw.audit_fields.unwrap_or(true),
         warnings,
     };
     policy.controlled = policy.controlled_headers();

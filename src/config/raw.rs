@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub webhooks: Option<Vec<RawWebhook>>,
     #[serde(default)]
     pub lockout: Option<RawLockout>,
+    /// Whether each request's decision is handed to Envoy for its access log.
+    #[serde(default)]
+    pub audit_fields: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -196,11 +196,15 @@ pub fn on_request_headers<H: RequestHost>(
     if let (Some(lockout), Some(ip)) = (ports.lockout, client) {
         if let Some(retry_after_s) = lockout.locked(ip) {
             host.increment(guard.stats.denied_locked_out);
-            host.audit(&Audit {
-                lockout: Some(Lockout::Locked),
-                ..Audit::decided(Reason::LockedOut, Some(429))
-                    .with_client(Some(ip), policy.client_ip)
-            });
+            export(
+                host,
+                guard,
+                &Audit {
+                    lockout: Some(Lockout::Locked),
+                    ..Audit::decided(Reason::LockedOut, Some(429))
+                        .with_client(Some(ip), policy.client_ip)
+                },
+            );
             host.send_reply(&Reply::locked_out(
                 retry_after_s,
                 view.header("x-request-id"),
@@ -379,7 +383,11 @@ fn headers_went_ahead<H: RequestHost>(host: &H, guard: &Guard, request_id: Optio
         );
     }
     host.increment(guard.stats.denied_webhook_incomplete);
-    host.audit(&Audit::decided(Reason::WebhookIncomplete, Some(503)));
+    export(
+        host,
+        guard,
+        &Audit::decided(Reason::WebhookIncomplete, Some(503)),
+    );
     let line = format!(
         "bcsp-guard: denied 503 (webhook headers out of reach: the host let them go) request_id={}",
         request_id.map_or_else(|| "-".to_owned(), fields_printable)
@@ -430,10 +438,11 @@ pub fn end_hold<H: RequestHost>(host: &H, guard: &Guard, request_id: Option<&str
             Reply::request_timeout(request_id)
         }
     };
-    host.audit(&Audit::decided(
-        Reason::WebhookIncomplete,
-        Some(reply.status),
-    ));
+    export(
+        host,
+        guard,
+        &Audit::decided(Reason::WebhookIncomplete, Some(reply.status)),
+    );
     host.send_reply(&reply);
 }
 
@@ -665,7 +674,7 @@ fn admit<H: RequestHost>(
         }
     }
     let Some(upstream) = &policy.upstream_token else {
-        host.audit(&record);
+        export(host, guard, &record);
         return Outcome::Forward;
     };
     // The route read here is the one Envoy chose before these edits (see the README on
@@ -679,7 +688,7 @@ fn admit<H: RequestHost>(
     let audience = key_audience.unwrap_or_else(|| upstream.audience_for(routed.as_deref()));
     // Written before the token step: a 503 there overrides only the verdict and reason.
     record.audience = Some(audience.to_owned());
-    host.audit(&record);
+    export(host, guard, &record);
     let Some(tokens) = tokens else {
         // Configured for tokens but the host cannot hold them: fail closed.
         no_token(host, guard, view, 5);
@@ -712,7 +721,7 @@ pub fn no_token<H: RequestHost>(
     retry_after_s: u64,
 ) {
     host.increment(guard.stats.denied_no_token);
-    host.audit(&Audit::decided(Reason::NoToken, Some(503)));
+    export(host, guard, &Audit::decided(Reason::NoToken, Some(503)));
     let request_id = view.header("x-request-id");
     host.log(
         log::Level::Warn,
@@ -855,12 +864,19 @@ impl<'a> Refusal<'a> {
                 }
             }
         }
-        host.audit(&record);
+        export(host, guard, &record);
         host.send_reply(&reply);
     }
 }
 
 /// The record of an admitted request before its key, route and audience are known.
+/// Hands `record` to the host unless the configuration turned the export off.
+fn export<H: RequestHost>(host: &H, guard: &Guard, record: &Audit) {
+    if guard.policy.audit_fields {
+        host.audit(record);
+    }
+}
+
 fn admitted(policy: &Policy, ports: Ports<'_>, client: Option<IpAddr>) -> Audit {
     let mut record = Audit::decided(Reason::Allowed, None).with_client(client, policy.client_ip);
     if ports.lockout.is_some() && client.is_some() {

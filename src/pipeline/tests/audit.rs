@@ -182,3 +182,21 @@ fn every_reason_code_is_a_counter_name() {
         assert!(reason.counter(&g.stats).is_some(), "{full} has no id");
     }
 }
+
+#[test]
+fn audit_fields_false_hands_the_host_nothing() {
+    // Admitted and refused alike: the host is never asked to write a field.
+    let g = guard(&format!("{ROUTES_CFG},\"audit_fields\":false"));
+    let none = Ports {
+        tokens: None,
+        lockout: None,
+    };
+    let admitted = run(&g, none, "/botconnector/bots", &[("x-bcsp-key", "alpha")]);
+    assert_eq!(fields(&admitted), []);
+    let none = Ports {
+        tokens: None,
+        lockout: None,
+    };
+    let refused = run(&g, none, "/botconnector/bots", &[]);
+    assert_eq!(fields(&refused), []);
+}
