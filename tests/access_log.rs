@@ -8,21 +8,11 @@ mod harness;
 use harness::*;
 use metadata_emulator::Emulator;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 const KEY: &str = "k3y-audit-suite-5e0c71";
 const OLD_KEY: &str = "k3y-audit-suite-retired-93ab";
 const OM_SECRET: &str = "om-secret-audit-suite-2b8f44";
 const AUD: &str = "https://bcsp-audit-uc.a.run.app";
-
-fn metadata_cluster(addr: SocketAddr) -> String {
-    format!(
-        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
-         cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
-         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        addr.port()
-    )
-}
 
 fn filter(max_wait_ms: u64) -> Value {
     json!({

@@ -6,19 +6,9 @@ mod harness;
 use harness::*;
 use metadata_emulator::Emulator;
 use serde_json::json;
-use std::net::SocketAddr;
 
 const SECRET: &str = "tok3n-log-SECRET-7c1e09";
 const AUD: &str = "https://bcsp-log.a.run.app";
-
-fn metadata_cluster(addr: SocketAddr) -> String {
-    format!(
-        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
-         cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
-         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        addr.port()
-    )
-}
 
 /// (expires, sent until, next fetch) from the first refresh line for tokens of `lifetime_s`.
 fn first_refresh_line(lifetime_s: u64, token: serde_json::Value) -> (String, String, String) {

@@ -6,7 +6,6 @@ mod harness;
 use harness::*;
 use metadata_emulator::{decode_claims, Emulator, Mode};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "tok3n-suite-SECRET-41d2";
@@ -20,13 +19,6 @@ fn filter(token: Value) -> Value {
         }
     }
     json!({"keys": [{"id": "genesys", "sha256": sha256_hex(SECRET)}], "upstream_token": upstream})
-}
-
-fn metadata_cluster(addr: SocketAddr) -> String {
-    format!(
-        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        addr.port()
-    )
 }
 
 struct TokenStack {

@@ -18,6 +18,12 @@ fn static_cluster(name: &str, port: u16) -> String {
     )
 }
 
+/// The `gcp_metadata` cluster, straight at a metadata server (the emulator) on `addr`, as an
+/// `extra_clusters` item (the dynamic module's hop is put in front of it by the harness).
+pub fn metadata_cluster(addr: std::net::SocketAddr) -> String {
+    static_cluster("gcp_metadata", addr.port())
+}
+
 /// What varies between the tests' Envoys. Build with `EnvoyConfig::new(filter_json)` and the
 /// `with_*` / field setters.
 #[derive(Clone, Debug)]

@@ -99,15 +99,6 @@ impl Cfg {
     }
 }
 
-pub(crate) fn metadata_cluster(addr: SocketAddr) -> String {
-    format!(
-        "  - name: gcp_metadata\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
-         cluster_name: gcp_metadata\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
-         {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        addr.port()
-    )
-}
-
 pub(crate) fn envoy_config(cfg: Cfg, metadata: SocketAddr) -> EnvoyConfig {
     let routes = json!({"preset": "digital-bot-connector-v2", "base_path": "/botconnector"});
     let token =
