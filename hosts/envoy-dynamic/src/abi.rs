@@ -44,6 +44,15 @@ pub struct ModuleHeader {
     pub value_length: usize,
 }
 
+/// One entry of a batch setter: 32 bytes, the key's buffer then the value's (the layout
+/// Envoy 1.40.0's `set_dynamic_metadata_string_batch` reads with a 32-byte stride).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ModuleKeyValue {
+    pub key: ModuleBuffer,
+    pub value: ModuleBuffer,
+}
+
 impl ModuleBuffer {
     pub fn of(s: &[u8]) -> ModuleBuffer {
         ModuleBuffer {
@@ -155,13 +164,16 @@ extern "C" {
         filter: FilterEnvoyPtr,
         result: *mut EnvoyBuffer,
     ) -> bool;
-    /// Sets `key` in the stream's dynamic metadata namespace `ns` (created when missing,
-    /// an existing key overwritten): what `%DYNAMIC_METADATA(ns:key)%` prints.
-    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+    /// Sets every `entries[i].key` to its value in the stream's dynamic metadata namespace
+    /// `ns` (created when missing, existing keys overwritten): what `%DYNAMIC_METADATA(ns:key)%`
+    /// prints. One call finds the namespace once and edits its `Struct` in place, where the
+    /// single-key setter builds and merges a `Struct` per key (about 3.1k instructions each).
+    /// Returns nothing: Envoy 1.40.0's machine code leaves the return register unset.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
         filter: FilterEnvoyPtr,
         ns: ModuleBuffer,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
+        entries: *const ModuleKeyValue,
+        count: usize,
     );
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: FilterEnvoyPtr,

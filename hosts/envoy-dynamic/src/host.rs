@@ -2,10 +2,11 @@
 //! counters become calls on Envoy's filter pointer.
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHeader, FilterEnvoyPtr, ModuleBuffer};
-use bcsp_guard::pipeline::audit::Audit;
+use bcsp_guard::pipeline::audit::{Audit, FIELDS};
 use bcsp_guard::pipeline::header_map;
 use bcsp_guard::pipeline::reply::Reply;
 use bcsp_guard::pipeline::RequestHost;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Details string Envoy records for our local replies (`%RESPONSE_CODE_DETAILS%`).
@@ -22,9 +23,19 @@ pub fn now_ms() -> u64 {
 /// Valid only inside the hook Envoy called with `ptr`.
 pub struct StreamHost {
     pub ptr: FilterEnvoyPtr,
+    /// Whether this hook already cleared the route cache: Envoy chooses the route again only
+    /// when something asks for it, after the hook returns, so once per hook covers every edit.
+    route_cleared: Cell<bool>,
 }
 
 impl StreamHost {
+    pub fn new(ptr: FilterEnvoyPtr) -> StreamHost {
+        StreamHost {
+            ptr,
+            route_cleared: Cell::new(false),
+        }
+    }
+
     fn attribute(&self, id: u32) -> Option<Vec<u8>> {
         let mut out = EnvoyBuffer::empty();
         // SAFETY: `ptr` is the live filter of this hook; `out` is a valid out-pointer and
@@ -139,7 +150,9 @@ impl RequestHost for StreamHost {
             // Unlike a Wasm filter's, a native module's header edits leave the route as it was
             // chosen from the caller's headers. A route that matches an edited header (a key id
             // stamped over a forged one) must be chosen again, or the caller would pick it.
-            abi::envoy_dynamic_module_callback_http_clear_route_cache(self.ptr);
+            if !self.route_cleared.replace(true) {
+                abi::envoy_dynamic_module_callback_http_clear_route_cache(self.ptr);
+            }
         }
     }
 
@@ -181,19 +194,37 @@ impl RequestHost for StreamHost {
         i64::try_from(now_ms()).unwrap_or(i64::MAX)
     }
 
-    /// One dynamic-metadata entry per set field, namespace `bcsp_guard`: the access log
-    /// prints each as `%DYNAMIC_METADATA(bcsp_guard:<field>)%`.
+    /// Every set field in one call, namespace `bcsp_guard`: the access log prints each as
+    /// `%DYNAMIC_METADATA(bcsp_guard:<field>)%`.
     fn audit(&self, record: &Audit) {
-        for (field, value) in record.fields() {
-            // SAFETY: live filter pointer; the buffers outlive the call and Envoy copies them.
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
-                    self.ptr,
-                    ModuleBuffer::of(AUDIT_NAMESPACE),
-                    ModuleBuffer::of(field.name.as_bytes()),
-                    ModuleBuffer::of(value.as_bytes()),
-                );
-            }
+        let values: [Option<_>; FIELDS.len()] = {
+            let mut it = record.fields();
+            std::array::from_fn(|_| it.next())
+        };
+        let mut entries = [abi::ModuleKeyValue {
+            key: ModuleBuffer::null(),
+            value: ModuleBuffer::null(),
+        }; FIELDS.len()];
+        let mut n = 0;
+        for (entry, (field, value)) in entries.iter_mut().zip(values.iter().flatten()) {
+            *entry = abi::ModuleKeyValue {
+                key: ModuleBuffer::of(field.name.as_bytes()),
+                value: ModuleBuffer::of(value.as_bytes()),
+            };
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        // SAFETY: live filter pointer; `entries` and the strings it points into outlive the
+        // call, and Envoy copies them.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+                self.ptr,
+                ModuleBuffer::of(AUDIT_NAMESPACE),
+                entries.as_ptr(),
+                n,
+            );
         }
     }
 

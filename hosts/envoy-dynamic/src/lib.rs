@@ -263,9 +263,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     end_of_stream: bool,
 ) -> u32 {
     shielded(abi::REQUEST_HEADERS_STOP_ITERATION, || {
-        let host = StreamHost {
-            ptr: filter_envoy_ptr,
-        };
+        let host = StreamHost::new(filter_envoy_ptr);
         let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
             return abi::REQUEST_HEADERS_STOP_ITERATION;
         };
@@ -300,9 +298,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     end_of_stream: bool,
 ) -> u32 {
     shielded(abi::REQUEST_BODY_STOP_NO_BUFFER, || {
-        let host = StreamHost {
-            ptr: filter_envoy_ptr,
-        };
+        let host = StreamHost::new(filter_envoy_ptr);
         let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
             return abi::REQUEST_BODY_STOP_NO_BUFFER;
         };
@@ -366,9 +362,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
         };
         if let Some(cfg) = filter.config.as_ref() {
             // A caller's identity must not ride in after the body either.
-            let host = StreamHost {
-                ptr: filter_envoy_ptr,
-            };
+            let host = StreamHost::new(filter_envoy_ptr);
             let raw = host.header_map(abi::REQUEST_TRAILER);
             let trailers = bcsp_guard::pipeline::header_map::decode(&raw);
             for name in pipeline::trailers_to_remove(&cfg.guard, &trailers) {
@@ -379,9 +373,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             let Some(cfg) = filter.config.as_ref() else {
                 return abi::REQUEST_TRAILERS_STOP_ITERATION;
             };
-            let host = StreamHost {
-                ptr: filter_envoy_ptr,
-            };
+            let host = StreamHost::new(filter_envoy_ptr);
             let size = host::buffered_body_size(filter_envoy_ptr);
             let outcome = with_ports(cfg, |ports| {
                 pipeline::on_request_body(&host, &cfg.guard, ports, &mut filter.body, size, true)
@@ -418,9 +410,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     event_id: u64,
 ) {
     shielded((), || {
-        let host = StreamHost {
-            ptr: filter_envoy_ptr,
-        };
+        let host = StreamHost::new(filter_envoy_ptr);
         let Some(filter) = (filter_ptr as *mut Filter).as_mut() else {
             return;
         };
