@@ -112,7 +112,7 @@ impl Policy {
             })
             .collect();
         let rule = match self.client_ip {
-            ClientIpRule::Downstream => "downstream (source.address)".to_owned(),
+            ClientIpRule::Downstream => "downstream (the connection's peer)".to_owned(),
             ClientIpRule::ForwardedFor { trusted_hops } => {
                 format!("x-forwarded-for, trusted_hops {trusted_hops}")
             }
