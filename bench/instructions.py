@@ -7,7 +7,7 @@ Envoy (one worker) serves `warm` requests, callgrind's counters are zeroed, then
 sequential keep-alive requests of the bench's Genesys call are counted and dumped.
 Usage (after `make bench` built everything; needs `valgrind`):
   python3 bench/instructions.py SETUP [N] [path/to/libbcsp_guard_envoy.so]
-The V8 setups (3, 4) are too slow under valgrind to be practical; 1, 2 and 5 work.
+The V8 setups (3, 4, 8) are too slow under valgrind to be practical; 1, 2, 5 and 9 work.
 """
 
 import glob

@@ -515,6 +515,13 @@ fn webhook_headers<H: RequestHost>(
             body: BodyState::Closed,
         };
     }
+    // Held until its body is judged. Who sent it and for which webhook are known now, so a
+    // delivery that never completes (408, a sender gone) is still logged with them.
+    let held = Audit {
+        route: webhook_route(guard, index),
+        ..seen(&guard.policy, ports, client)
+    };
+    export(host, guard, &held);
     Step {
         outcome: Outcome::ReadBody,
         body: BodyState::Webhook(Box::new(pending)),
@@ -878,7 +885,16 @@ fn export<H: RequestHost>(host: &H, guard: &Guard, record: &Audit) {
 }
 
 fn admitted(policy: &Policy, ports: Ports<'_>, client: Option<IpAddr>) -> Audit {
-    let mut record = Audit::decided(Reason::Allowed, None).with_client(client, policy.client_ip);
+    Audit {
+        verdict: Some(None),
+        reason: Some(Reason::Allowed),
+        ..seen(policy, ports, client)
+    }
+}
+
+/// The client and its lockout state, before any verdict.
+fn seen(policy: &Policy, ports: Ports<'_>, client: Option<IpAddr>) -> Audit {
+    let mut record = Audit::default().with_client(client, policy.client_ip);
     if ports.lockout.is_some() && client.is_some() {
         record.lockout = Some(Lockout::Clear);
     }

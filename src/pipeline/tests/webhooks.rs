@@ -258,6 +258,41 @@ fn held_deliveries_that_end_unverified_get_503_or_408_and_are_counted() {
 }
 
 #[test]
+fn a_held_delivery_that_never_completes_is_audited_with_its_sender_and_webhook() {
+    use crate::pipeline::audit::Reason;
+    use crate::pipeline::record::Recorder;
+    let g = guard(&format!(
+        r#","allow_cidrs":["198.51.100.0/24"],
+        "webhooks":[{{"path_prefix":"/openmessaging","secret":"{SECRET}"}}]"#
+    ));
+    let body = br#"{"a":1}"#;
+    let headers = [
+        (":method", "POST"),
+        (":path", "/openmessaging/inbound"),
+        ("content-type", "application/json"),
+        ("x-hub-signature-256", &sign(body)),
+    ];
+    let host = Recorder::new(
+        headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        NOW_MS,
+    )
+    .with_property("source.address", "198.51.100.7:4000");
+    let step = on_request_headers(&host, &g, Ports::default(), false);
+    assert_eq!(step.outcome, Outcome::ReadBody);
+    end_hold(&host, &g, None, HoldEnd::Incomplete);
+    let audit = host.into_effects(Outcome::Replied).audit;
+    assert_eq!(audit.verdict, Some(Some(408)));
+    assert_eq!(audit.reason, Some(Reason::WebhookIncomplete));
+    assert_eq!(audit.client, Some("198.51.100.7".parse().unwrap()));
+    assert_eq!(audit.client_source.as_deref(), Some("peer"));
+    assert_eq!(audit.route.as_deref(), Some("webhook /openmessaging"));
+    assert_eq!(audit.key_id, None);
+}
+
+#[test]
 fn a_body_held_while_waiting_for_a_token_is_counted_once() {
     let g = guard(&format!(r#"{TOKEN_CFG},"max_body_bytes":100"#));
     let host = FakeHost::with(&[
