@@ -1,6 +1,7 @@
 //! `bcsp-guard check`: plugin configs and Envoy YAMLs, judged with the filter's own messages.
 
 use crate::common::*;
+use crate::yaml;
 use serde_json::{json, Value};
 
 #[test]
@@ -102,35 +103,12 @@ fn check_refuses_with_exactly_the_filters_message_and_exit_1() {
 
 /// An Envoy YAML around `filter`; `flag` goes into the Wasm plugin config (see [`FLAG`]).
 fn envoy_yaml(filter: &Value, env: &str, flag: &str, hcm: &str) -> String {
-    let value = serde_json::to_string(&filter.to_string()).unwrap();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: genesys
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-{hcm}          route_config: {{virtual_hosts: [{{name: b, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]}}]}}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: bcsp_guard
-{flag}                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
-{env}                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {value}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
+    let filters = yaml::wasm_filter(filter, flag, env);
+    yaml::bootstrap(
+        "",
+        "",
+        &[yaml::listener(0, hcm, yaml::ROUTE_ALL, &filters)],
+        "",
     )
 }
 

@@ -3,6 +3,7 @@
 //! sources (Envoy's generic secrets), and only the Envoy settings the module needs.
 
 use crate::common::*;
+use crate::yaml;
 use serde_json::{json, Value};
 
 const HCM: &str = "          use_remote_address: true\n          normalize_path: true\n          merge_slashes: true\n          path_with_escaped_slashes_action: REJECT_REQUEST\n          common_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST}\n";
@@ -16,32 +17,12 @@ const RUNTIME: &str = "layered_runtime: {layers: [{name: static, static_layer: {
 
 /// A bootstrap whose only listener runs `filter` as the dynamic module; `top` goes first.
 fn module_yaml(filter: &Value, filter_name: &str, hcm: &str, top: &str, secrets: &str) -> String {
-    let value = serde_json::to_string(&filter.to_string()).unwrap();
-    format!(
-        r#"{top}static_resources:
-{secrets}  listeners:
-  - name: genesys
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-{hcm}          route_config: {{virtual_hosts: [{{name: b, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]}}]}}
-          http_filters:
-          - name: envoy.filters.http.dynamic_modules
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{name: bcsp_guard_envoy}}
-              filter_name: {filter_name}
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {value}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-{RUNTIME}"#
+    let filters = yaml::module_filter(filter, filter_name);
+    yaml::bootstrap(
+        top,
+        secrets,
+        &[yaml::listener(0, hcm, yaml::ROUTE_ALL, &filters)],
+        RUNTIME,
     )
 }
 

@@ -3,25 +3,14 @@
 //! first route's cluster (checked in Envoy 1.36 and 1.40).
 
 use crate::common::check_envoy_yaml;
+use crate::yaml;
 use bcsp_guard::policy::keys::SecretHash;
 use serde_json::{json, Value};
 
 /// An Envoy config whose first route matches `header: value`.
 fn envoy(filter: &Value, header: &str) -> String {
-    let value = serde_json::to_string(&filter.to_string()).unwrap();
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: genesys
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          use_remote_address: true
-          route_config:
+    let routes = format!(
+        r#"          route_config:
             virtual_hosts:
             - name: b
               domains: ["*"]
@@ -30,23 +19,11 @@ fn envoy(filter: &Value, header: &str) -> String {
                 route: {{cluster: eu}}
               - match: {{prefix: "/"}}
                 route: {{cluster: us}}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: bcsp_guard
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {value}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#
-    )
+    );
+    let hcm = "          use_remote_address: true\n";
+    let filters = yaml::wasm_filter(filter, "", "");
+    yaml::bootstrap("", "", &[yaml::listener(0, hcm, &routes, &filters)], "")
 }
 
 fn filter(by_cluster: bool) -> Value {

@@ -3,6 +3,7 @@
 //! `allow_on_headers_stop_iteration: true`; the check requires it and says where it goes.
 
 use crate::common::check_envoy_yaml as check;
+use crate::yaml;
 use serde_json::json;
 
 const HCM: &str = "          use_remote_address: true\n          normalize_path: true\n          merge_slashes: true\n          path_with_escaped_slashes_action: REJECT_REQUEST\n";
@@ -18,50 +19,21 @@ fn wasm_filter(webhooks: bool, flag: Option<&str>, after: &str) -> String {
     if webhooks {
         filter["webhooks"] = json!([{"path_prefix": "/openmessaging", "secret_env": "OM_SECRET"}]);
     }
-    let value = serde_json::to_string(&filter.to_string()).unwrap();
     let flag = flag
         .map(|v| format!("                allow_on_headers_stop_iteration: {v}\n"))
         .unwrap_or_default();
-    format!(
-        r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: bcsp_guard
-{flag}                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: /etc/envoy/bcsp_guard.wasm}}}}
-                  environment_variables: {{key_values: {{OM_SECRET: "a-secret-of-enough-bytes-01"}}}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {value}
-{after}"#
-    )
+    let env = "                  environment_variables: {key_values: {OM_SECRET: \"a-secret-of-enough-bytes-01\"}}\n";
+    yaml::wasm_filter(&filter, &flag, env) + after
 }
 
 /// A bootstrap with one listener per filter chain given.
 fn bootstrap(listeners: &[String]) -> String {
-    let mut out = String::from("static_resources:\n  listeners:\n");
-    for (i, filters) in listeners.iter().enumerate() {
-        out.push_str(&format!(
-            r#"  - name: l{i}
-    address: {{socket_address: {{address: 0.0.0.0, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-{HCM}          route_config: {{virtual_hosts: [{{name: b, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: bcsp}}}}]}}]}}
-          http_filters:
-{filters}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-            port = 8080 + i
-        ));
-    }
-    out
+    let listeners: Vec<String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, filters)| yaml::listener(i, HCM, yaml::ROUTE_ALL, filters))
+        .collect();
+    yaml::bootstrap("", "", &listeners, "")
 }
 
 #[test]

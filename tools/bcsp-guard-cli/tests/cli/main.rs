@@ -2,6 +2,7 @@
 //! One module per command; `common` runs the binary and holds scratch files.
 
 mod common;
+mod yaml;
 
 mod check;
 mod check_dynamic_module;
