@@ -23,8 +23,9 @@ pub fn now_ms() -> u64 {
 /// Valid only inside the hook Envoy called with `ptr`.
 pub struct StreamHost {
     pub ptr: FilterEnvoyPtr,
-    /// Whether this hook already cleared the route cache: Envoy chooses the route again only
-    /// when something asks for it, after the hook returns, so once per hook covers every edit.
+    /// Whether the route cache is cleared and nothing has asked for the route since: Envoy
+    /// chooses it again only when asked (the router, after the hook; an `xds.cluster_name`
+    /// read), so one clear covers every edit made before that.
     route_cleared: Cell<bool>,
 }
 
@@ -132,7 +133,12 @@ impl RequestHost for StreamHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["source", "address"] => self.direct_peer(),
-            ["xds", "cluster_name"] => self.attribute(abi::ATTRIBUTE_XDS_CLUSTER_NAME),
+            ["xds", "cluster_name"] => {
+                // Reading the route chooses it from the headers as they are now; a later edit
+                // must clear it again.
+                self.route_cleared.set(false);
+                self.attribute(abi::ATTRIBUTE_XDS_CLUSTER_NAME)
+            }
             _ => None,
         }
     }
