@@ -2,7 +2,6 @@
 //! must see, and the small builders the rows share.
 
 use crate::config::*;
-use crate::harness::*;
 use crate::model::Want::*;
 
 /// The matrix's groups; each belongs to one configuration.
@@ -287,24 +286,8 @@ pub(crate) const E400: Want = Refused(&[400]);
 /// HTTP/2: the codec refuses the request (a 400 or a stream/connection reset, by release).
 pub(crate) const H2BAD: Want = Refused(&[400, 0]);
 
-pub(crate) fn sha256_b64_sig(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", base64(&hmac_sha256(secret.as_bytes(), body)))
-}
-
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An Open Messaging event body of about `len` bytes.
-pub(crate) fn event_body(len: usize) -> Vec<u8> {
-    let head =
-        r#"{"id":"evt-1","channel":{"platform":"Open","type":"Public"},"type":"Text","text":""#;
-    let mut b = head.as_bytes().to_vec();
-    while b.len() + 2 < len {
-        b.push(b'a' + (b.len() % 26) as u8);
-    }
-    b.extend_from_slice(br#""}"#);
-    b
 }
 
 /// `n` forged entries followed by `last`.

@@ -1,6 +1,7 @@
 //! Bodies and framing.
 
 use crate::config::*;
+use crate::harness::om_event;
 use crate::model::Want::*;
 use crate::model::*;
 
@@ -9,8 +10,8 @@ pub(super) fn push(r: &mut Vec<Row>) {
     use Group::*;
 
     // --- bodies and framing ------------------------------------------------------------------
-    let over = event_body(LIMIT + 1);
-    let at = event_body(LIMIT);
+    let over = om_event(LIMIT + 1);
+    let at = om_event(LIMIT);
     let msgs = "/botconnector/messages";
     r.push(row(Body, "body over the limit, `content-length`", req("POST", msgs).key().json(over.clone()), Deny(413)));
     r.push(row(Body, "body over the limit, chunked (HTTP/2: no `content-length`)",

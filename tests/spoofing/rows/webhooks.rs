@@ -11,25 +11,25 @@ pub(super) fn push(r: &mut Vec<Row>) {
     use Group::*;
 
     // --- webhooks ----------------------------------------------------------------------------
-    let over = event_body(LIMIT + 1);
-    let body = event_body(600);
-    let good = sha256_b64_sig(OM_SECRET, &body);
+    let over = om_event(LIMIT + 1);
+    let body = om_event(600);
+    let good = om_signature(OM_SECRET, &body);
     let inbound = "/openmessaging/inbound";
     r.push(row(Webhook, "baseline: signed delivery", hook(inbound, &body, &good), Pass)
         .up(Up::NoKeyId).up(Up::BodyLen(body.len())).up(Up::Target(inbound.into())));
     r.push(row(Webhook, "signature over a different body",
-        hook(inbound, &body, &sha256_b64_sig(OM_SECRET, &event_body(601))), Deny(401)));
+        hook(inbound, &body, &om_signature(OM_SECRET, &om_event(601))), Deny(401)));
     r.push(row(Webhook, "signature in hex instead of base64",
         hook(inbound, &body, &format!("sha256={}", hex_lower(&hmac_sha256(OM_SECRET.as_bytes(), &body)))), Deny(401)));
     r.push(row(Webhook, "signature without `sha256=`",
         hook(inbound, &body, good.trim_start_matches("sha256=")), Deny(401)));
     r.push(row(Webhook, "signature with another secret",
-        hook(inbound, &body, &sha256_b64_sig("not-the-om-secret-0123", &body)), Deny(401)));
+        hook(inbound, &body, &om_signature("not-the-om-secret-0123", &body)), Deny(401)));
     r.push(row(Webhook, "signature repeated", hook(inbound, &body, &good).header("x-hub-signature-256", &good), Deny(401)));
     r.push(row(Webhook, "valid key instead of a signature",
         req("POST", inbound).key().json(body.clone()), Deny(401)));
     r.push(row(Webhook, "signed delivery over the limit",
-        hook(inbound, &over, &sha256_b64_sig(OM_SECRET, &over)), Deny(413)));
+        hook(inbound, &over, &om_signature(OM_SECRET, &over)), Deny(413)));
     r.push(row(Webhook, "signed delivery, forged key id, `authorization` and a wrong key",
         hook(inbound, &body, &good).header("x-bcsp-key-id", "genesys").header("authorization", "Bearer forged.jwt.sig")
             .header("x-bcsp-key", WRONG), Pass).up(Up::NoKeyId).up(Up::OurToken("authorization")));
@@ -44,7 +44,7 @@ pub(super) fn push(r: &mut Vec<Row>) {
         hook("/OpenMessaging/inbound", &body, &good), Deny(401)));
     r.push(row(Webhook, "signed delivery to `/openmessagingX`", hook("/openmessagingX", &body, &good), Deny(401)));
     r.push(row(Webhook, "GET with the signature of an empty body",
-        get(inbound).header("x-hub-signature-256", &sha256_b64_sig(OM_SECRET, b"")), Deny(405)));
+        get(inbound).header("x-hub-signature-256", &om_signature(OM_SECRET, b"")), Deny(405)));
 
     // --- x-serverless-authorization mode -----------------------------------------------------
     r.push(row(Serverless, "forged `x-serverless-authorization`",
