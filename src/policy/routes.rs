@@ -307,6 +307,22 @@ pub enum RouteMatch<'r> {
     NotFound,
 }
 
+/// The answer when no route with the request's method matched: 405 with the methods of the
+/// routes whose path did (each once, in configured order), else 404.
+fn refusal<'r>(matching: impl Iterator<Item = &'r Route>) -> RouteMatch<'r> {
+    let mut allow: Vec<&str> = Vec::new();
+    for r in matching {
+        if !allow.contains(&r.method.as_str()) {
+            allow.push(&r.method);
+        }
+    }
+    if allow.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        RouteMatch::WrongMethod(allow.join(", "))
+    }
+}
+
 impl Routes {
     pub fn new(routes: Vec<Route>, preset: Option<String>) -> Routes {
         let nodes = build_trie(&routes);
@@ -353,17 +369,7 @@ impl Routes {
         let mut matching = Vec::new();
         self.walk(0, segments, &mut |i| matching.push(i));
         matching.sort_unstable();
-        let mut allow: Vec<&str> = Vec::new();
-        for r in matching.iter().filter_map(|&i| self.routes.get(i)) {
-            if !allow.contains(&r.method.as_str()) {
-                allow.push(&r.method);
-            }
-        }
-        if allow.is_empty() {
-            RouteMatch::NotFound
-        } else {
-            RouteMatch::WrongMethod(allow.join(", "))
-        }
+        refusal(matching.iter().filter_map(|&i| self.routes.get(i)))
     }
 
     /// Calls `found` with every route (by index) whose pattern matches the `/`-separated
@@ -392,19 +398,10 @@ impl Routes {
     /// The plain scan the trie replaces; kept to check the trie against.
     #[cfg(test)]
     fn find_by_scan(&self, method: &str, path: &str) -> RouteMatch<'_> {
-        let mut allow: Vec<&str> = Vec::new();
-        for r in self.routes.iter().filter(|r| r.matches_path(path)) {
-            if r.method == method {
-                return RouteMatch::Allowed(r);
-            }
-            if !allow.contains(&r.method.as_str()) {
-                allow.push(&r.method);
-            }
-        }
-        if allow.is_empty() {
-            RouteMatch::NotFound
-        } else {
-            RouteMatch::WrongMethod(allow.join(", "))
+        let matching = || self.routes.iter().filter(|r| r.matches_path(path));
+        match matching().find(|r| r.method == method) {
+            Some(r) => RouteMatch::Allowed(r),
+            None => refusal(matching()),
         }
     }
 
