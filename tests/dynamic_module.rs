@@ -556,3 +556,51 @@ fn bad_config_is_refused_naming_the_field_like_the_wasm_build() {
     );
     assert_eq!(native_line, refusal(&EnvoyConfig::new(hooks)));
 }
+
+#[test]
+fn configuration_written_as_a_struct_works_like_the_json_string() {
+    if !dynmod_supported() {
+        return;
+    }
+    // Envoy hands a Struct over as JSON it prints itself: numbers come from doubles.
+    let filter = json!({
+        "keys": [key("genesys-q4", SECRET)],
+        "routes": {"preset": "digital-bot-connector-v2", "base_path": "/botconnector"},
+        "max_body_bytes": 64,
+    });
+    let stack = Stack::start(&native(filter).struct_config());
+    let ok = stack
+        .request("/botconnector/bots")
+        .header("x-bcsp-key", SECRET)
+        .send();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(
+        stack.upstream.last().headers_named("x-bcsp-key-id"),
+        vec!["genesys-q4"]
+    );
+    let wrong = stack
+        .request("/botconnector/bots")
+        .header("x-bcsp-key", "not-the-key")
+        .send();
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let big = request("POST", "/botconnector/messages")
+        .to(stack.envoy.addr())
+        .header("x-bcsp-key", SECRET)
+        .body(
+            "application/json",
+            format!(r#"{{"botId":"{}"}}"#, "b".repeat(100)),
+        )
+        .send();
+    assert_eq!(
+        big.status,
+        413,
+        "max_body_bytes was not read: {}",
+        big.text()
+    );
+
+    // A bad Struct is refused with the very line the JSON string gets.
+    let bad = json!({"keys": [{"id": "k", "sha256": "not-hex"}]});
+    let line = refusal(&native(bad.clone()).struct_config());
+    assert!(line.contains("keys[0].sha256"), "{line}");
+    assert_eq!(line, refusal(&native(bad)));
+}

@@ -73,6 +73,9 @@ pub struct EnvoyConfig {
     pub node: Option<String>,
     /// A JSON access log with the audit fields (`Envoy::access_log`).
     pub access_log: bool,
+    /// The dynamic module's `filter_config` as a `google.protobuf.Struct` (the configuration
+    /// written as YAML; Envoy hands it over as JSON) instead of a `StringValue`.
+    pub struct_config: bool,
 }
 
 impl EnvoyConfig {
@@ -99,7 +102,13 @@ impl EnvoyConfig {
             artifact: default_artifact(),
             extra_listeners: String::new(),
             access_log: false,
+            struct_config: false,
         }
+    }
+    /// The dynamic module's `filter_config` as a `google.protobuf.Struct`.
+    pub fn struct_config(mut self) -> Self {
+        self.struct_config = true;
+        self
     }
     /// One generic secret in the bootstrap (`static_resources.secrets`), inline.
     pub fn generic_secret(mut self, name: &str, value: &str) -> Self {
@@ -358,9 +367,16 @@ static_resources:
               dynamic_module_config: {{name: bcsp_guard_envoy}}
               filter_name: bcsp_guard
               filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {filter}
-"#
+                "@type": type.googleapis.com/google.protobuf.{config_type}
+                value: {config_value}
+"#,
+                    // JSON is YAML: the object itself is the Struct's value.
+                    config_type = if self.struct_config { "Struct" } else { "StringValue" },
+                    config_value = if self.struct_config {
+                        self.filter.to_string()
+                    } else {
+                        filter.clone()
+                    },
                 ),
             },
             hcm_extra = if self.trailers {

@@ -152,11 +152,11 @@ fn module_errors(found: &Found) -> Vec<String> {
     if !m
         .config_type
         .as_deref()
-        .is_some_and(|t| t.ends_with("google.protobuf.StringValue"))
+        .is_some_and(|t| t.ends_with("google.protobuf.StringValue") || envoy::is_struct(t))
     {
         errors.push(format!(
             "envoy: filter_config must be a google.protobuf.StringValue whose value is the JSON \
-             configuration (got @type `{}`)",
+             configuration, or a google.protobuf.Struct holding it (got @type `{}`)",
             m.config_type.as_deref().unwrap_or_default()
         ));
     }

@@ -117,6 +117,11 @@ fn str_at<'v>(v: &'v Value, keys: &[&str]) -> Option<&'v str> {
     get_path(v, keys).and_then(Value::as_str)
 }
 
+/// Whether a `filter_config` `@type` is `google.protobuf.Struct`.
+pub fn is_struct(type_url: &str) -> bool {
+    type_url.ends_with("google.protobuf.Struct")
+}
+
 fn type_is(filter: &Value, suffix: &str) -> bool {
     str_at(filter, &["typed_config", "@type"]).is_some_and(|t| t.ends_with(suffix))
 }
@@ -241,18 +246,26 @@ fn found_in_hcm(doc: &Value, hcm: &Value, path: &str, out: &mut Vec<Found>) {
         };
         let (configuration, module) = match artifact {
             Artifact::Wasm => (
-                str_at(&config, &["configuration", "value"]),
+                str_at(&config, &["configuration", "value"]).map(str::to_owned),
                 Module::default(),
             ),
-            Artifact::DynamicModule => (
-                str_at(&typed, &["filter_config", "value"]),
-                Module {
+            Artifact::DynamicModule => {
+                let config_type = str_at(&typed, &["filter_config", "@type"]).map(str::to_owned);
+                // A Struct reaches the module as the JSON Envoy prints from it.
+                let text = if config_type.as_deref().is_some_and(is_struct) {
+                    get_path(&typed, &["filter_config", "value"])
+                        .and_then(|v| serde_json::to_string(v).ok())
+                } else {
+                    str_at(&typed, &["filter_config", "value"]).map(str::to_owned)
+                };
+                let module = Module {
                     filter_name: str_at(&typed, &["filter_name"]).map(str::to_owned),
-                    config_type: str_at(&typed, &["filter_config", "@type"]).map(str::to_owned),
-                },
-            ),
+                    config_type,
+                };
+                (text, module)
+            }
         };
-        let configuration = configuration.unwrap_or_default().to_owned();
+        let configuration = configuration.unwrap_or_default();
         let env = get_path(&config, &["vm_config", "environment_variables"]);
         let key_values = env
             .and_then(|e| get(e, "key_values"))

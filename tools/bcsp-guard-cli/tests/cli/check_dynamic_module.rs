@@ -304,3 +304,43 @@ fn explain_reads_a_dynamic_module_config_with_its_generic_secrets() {
     assert!(!r.all().contains("secret_generic"), "{}", r.all());
     assert!(!r.all().contains("generic-secret-value"), "{}", r.all());
 }
+
+#[test]
+fn a_struct_filter_config_is_checked_as_the_json_envoy_hands_over() {
+    // The JSON object is the Struct's value (JSON is YAML).
+    let as_struct = |filter: &Value| {
+        module_yaml(filter, "bcsp_guard", HCM, "", "")
+            .replace("google.protobuf.StringValue", "google.protobuf.Struct")
+            .replace(
+                &serde_json::to_string(&filter.to_string()).unwrap(),
+                &filter.to_string(),
+            )
+    };
+    let ok = json!({"keys": key(), "max_body_bytes": 4096});
+    let r = check_envoy_yaml(&as_struct(&ok));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("http_filters[0]: OK"), "{}", r.stdout);
+
+    let bad = json!({"keys": key(), "lockout": {"cooldown_s": 0}});
+    let r = check_envoy_yaml(&as_struct(&bad));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("http_filters[0]: bcsp-guard: invalid configuration: lockout.cooldown_s"),
+        "{}",
+        r.stderr
+    );
+
+    // Any other type is refused by name.
+    let r = check_envoy_yaml(
+        &module_yaml(&ok, "bcsp_guard", HCM, "", "")
+            .replace("google.protobuf.StringValue", "google.protobuf.BytesValue"),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("or a google.protobuf.Struct holding it (got @type"),
+        "{}",
+        r.stderr
+    );
+}
