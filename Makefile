@@ -137,6 +137,7 @@ bench: $(ENVOY) wasm dynmod
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/floor-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/probe-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release --manifest-path bench/upstream/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cargo build --release --manifest-path bench/floor-module/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 	cargo build --release -p metadata-emulator
 	cargo bench --bench policy --bench pipeline --no-run
 	BENCH_ENVOY=$(abspath $(ENVOY)) $(PYTHON) bench/run.py

@@ -19,6 +19,12 @@ Expects the binaries `make bench` builds; knobs (environment):
                  the audit fields (6/4 and 7/5: what printing the audit trail costs)
   BENCH_AUDIT_OFF=1  adds setups 8 and 9: setups 4 and 5 with `"audit_fields": false` (8/4 and
                  9/5: what exporting the audit record costs when nothing prints it)
+  BENCH_MODULE_FLOOR=1  adds the floors that do bcsp-guard's mandatory Envoy calls and nothing
+                 else: setups 10, 11, 12, the dynamic-module floor (bench/floor-module) doing
+                 nothing; reading the headers, removing the credential, setting token and key id,
+                 clearing the route cache; and that plus the 6 access-log fields; setups 13 and
+                 14, the Wasm floor (bench/floor-filter) with the same edits, without and with
+                 the access-log properties. 5/12 and 4/14: each build against its own floor
   BENCH_SETUPS=1,2,3,4,5  which of the main setups to run (default all; 1 is always kept)
   BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
                  by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
@@ -67,6 +73,7 @@ ENVOY = os.environ.get("BENCH_ENVOY") or os.path.join(
 BCSP_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/bcsp_guard.wasm")
 BCSP_DYNMOD = os.path.join(ROOT, "target/release/libbcsp_guard_envoy.so")
 FLOOR_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_floor_filter.wasm")
+FLOOR_DYNMOD = os.path.join(OUT, "release/libbench_floor_module.so")
 PROBE_WASM = os.path.join(OUT, "wasm32-wasip1/release/bench_probe_filter.wasm")
 UPSTREAM_BIN = os.path.join(OUT, "release/bench-upstream")
 EMULATOR_BIN = os.path.join(ROOT, "target/release/metadata-emulator")
@@ -91,6 +98,7 @@ EXTRA = os.environ.get("BENCH_EXTRA_WASM", "")
 EXTRA_DYNMOD = os.environ.get("BENCH_EXTRA_DYNMOD", "")
 ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG", "") not in ("", "0")
 AUDIT_OFF = os.environ.get("BENCH_AUDIT_OFF", "") not in ("", "0")
+MODULE_FLOOR = os.environ.get("BENCH_MODULE_FLOOR", "") not in ("", "0")
 # A run is repeated (up to RETRIES times) when other processes took more than FOREIGN_MAX % of
 # Envoy's CPU during it, or Envoy got less than 90 % of its CPU at saturation.
 # At most RETRY_BUDGET repeats in all, so a busy machine cannot stretch the run unboundedly.
@@ -156,9 +164,25 @@ SETUPS = {
 for _k, _base in (("8", "4"), ("9", "5")):
     SETUPS[_k] = {**SETUPS[_base], "name": SETUPS[_base]["name"] + ", audit_fields off",
                   "policy_extra": {"audit_fields": False}, "tokens": False}
+# The dynamic-module floor (BENCH_MODULE_FLOOR; bench/instructions.py 10, 11, 12): the mode
+# is its filter_config.
+for _k, _mode, _kind, _what in (
+        ("10", "pass", "floor", "continue"),
+        ("11", "edits", "mandatory", "header read, 3 header edits, route cache cleared"),
+        ("12", "audit", "mandatory", "setup 11 + the 6 access-log fields")):
+    SETUPS[_k] = {"name": f"dynamic-module floor ({_what})", "config": "envoy-5-dynmod.yaml",
+                  "kind": _kind, "artifact": "dynmod", "dynmod": FLOOR_DYNMOD,
+                  "values": {"DYNMOD_NAME": "bench_floor_module",
+                             "BCSP_GUARD_POLICY": json.dumps(_mode)}}
+# The Wasm floor doing the same mandatory work (BENCH_MODULE_FLOOR too): 4/14 as 5/12.
+for _k, _mode, _what in (("13", "edits", "header map read, 3 header edits"),
+                         ("14", "audit", "setup 13 + the 6 access-log properties")):
+    SETUPS[_k] = {"name": f"Wasm floor ({_what})", "config": "envoy-3-floor.yaml",
+                  "kind": "mandatory", "values": {"FLOOR_MODE": _mode}}
 MAIN_SETUPS = ["1", "2", "3", "4", "5"]
 # Shown as ratios against each other (numerator, denominator), when both ran.
-RATIOS = [("6", "4"), ("7", "5"), ("8", "4"), ("9", "5"), ("8", "3"), ("9", "2"),
+RATIOS = [("5", "12"), ("9", "11"), ("4", "14"), ("8", "13"), ("13", "3"), ("14", "3"),
+          ("10", "1"), ("11", "1"), ("12", "2"), ("6", "4"), ("7", "5"), ("8", "4"), ("9", "5"), ("8", "3"), ("9", "2"),
           ("4", "1"), ("4", "2"), ("4", "3"), ("5", "1"), ("5", "2"), ("5", "3"), ("5", "4"),
           ("2", "1"), ("3", "1")]
 
@@ -321,6 +345,8 @@ class Envoy:
             # One more connection-manager field for a variant setup (a one-line YAML flow
             # mapping such as `access_log: [...]`); empty for the plain setups.
             "HCM_EXTRA": "",
+            "DYNMOD_NAME": "bcsp_guard_envoy",
+            "FLOOR_MODE": "read",
             **spec.get("values", {}),
             **(extra_values or {}),
         }
@@ -605,6 +631,9 @@ def check_setup(setup, port):
         problems.append(f"valid request answered {status}: {body[:200]}")
     if kind in ("none", "floor") and not has("x-bcsp-key:"):
         problems.append("credential header missing upstream")
+    if kind == "mandatory" and (has("x-bcsp-key:") or not has("authorization: bearer ey")
+                                or not has(f"x-bcsp-key-id: {KEY_ID}")):
+        problems.append("the floor's header edits did not reach the upstream")
     if kind in ("native", "guard"):
         if has("x-bcsp-key:"):
             problems.append("credential header reached the upstream")
@@ -1381,6 +1410,11 @@ def main():
         setups += [k for k, base in (("6", "4"), ("7", "5")) if base in setups]
     if AUDIT_OFF:
         setups += [k for k, base in (("8", "4"), ("9", "5")) if base in setups]
+    if MODULE_FLOOR:
+        if not os.path.exists(FLOOR_DYNMOD):
+            raise SystemExit(f"bench: missing the dynamic-module floor: {FLOOR_DYNMOD}; "
+                             "run `make bench`")
+        setups += ["10", "11", "12", "13", "14"]
 
     # Others may rebuild target/ while this runs: every round loads the same copies.
     frozen = os.path.join(OUT, "bcsp_guard.under-test.wasm")

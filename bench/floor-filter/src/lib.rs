@@ -1,23 +1,90 @@
-//! The Wasm floor: reads the credential header and lets the request through.
+//! The Wasm floor. Its plugin configuration picks what it does per request:
+//! - empty or `read`: reads the credential header and lets the request through (setup 3);
+//! - `edits`: bcsp-guard's mandatory host calls: the whole header map read, the credential
+//!   removed, a token-sized `authorization` and the key id set (setup 13);
+//! - `audit`: `edits` plus the six access-log properties of an admitted request (setup 14).
+//!
+//! 4/14 is then how much of the Wasm build's cost is its own work, not crossing into Envoy.
 
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_http_context(|_, _| -> Box<dyn HttpContext> { Box::new(Floor) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { mode: Rc::new(Mode::Read) })
+    });
 }}
 
-struct Floor;
+#[derive(PartialEq)]
+enum Mode {
+    Read,
+    Edits,
+    Audit,
+}
+
+struct Root {
+    mode: Rc<Mode>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        self.mode = Rc::new(match config.as_slice() {
+            b"" | b"read" => Mode::Read,
+            b"edits" => Mode::Edits,
+            b"audit" => Mode::Audit,
+            _ => return false,
+        });
+        true
+    }
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Floor {
+            mode: self.mode.clone(),
+        }))
+    }
+}
+
+struct Floor {
+    mode: Rc<Mode>,
+}
 
 impl Context for Floor {}
 
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        // One host call, as a filter that only looks at a header would make. (Bytes: the
-        // String variant of the SDK panics on a value that is not UTF-8.)
-        let key = self.get_http_request_header_bytes("x-bcsp-key");
-        std::hint::black_box(key);
+        if *self.mode == Mode::Read {
+            // One host call, as a filter that only looks at a header would make. (Bytes: the
+            // String variant of the SDK panics on a value that is not UTF-8.)
+            let key = self.get_http_request_header_bytes("x-bcsp-key");
+            std::hint::black_box(key);
+            return Action::Continue;
+        }
+        let all = self.get_http_request_headers_bytes();
+        std::hint::black_box(all);
+        self.set_http_request_header("x-bcsp-key", None);
+        let mut token = String::from("Bearer eyJhbGciOiJSUzI1NiJ9.");
+        token.extend(std::iter::repeat_n('x', 900 - token.len()));
+        self.set_http_request_header("authorization", Some(&token));
+        self.set_http_request_header("x-bcsp-key-id", Some("genesys-2026q4"));
+        if *self.mode == Mode::Audit {
+            for (name, value) in [
+                ("bcsp_guard.key_id", "genesys-2026q4"),
+                ("bcsp_guard.verdict", "forwarded"),
+                ("bcsp_guard.reason", "allowed"),
+                ("bcsp_guard.client", "127.0.0.1"),
+                ("bcsp_guard.client_source", "xff-1"),
+                ("bcsp_guard.audience", "https://bcsp-bench-uc.a.run.app"),
+            ] {
+                self.set_property(vec![name], Some(value.as_bytes()));
+            }
+        }
         Action::Continue
     }
 }
