@@ -130,6 +130,7 @@ SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 bench: $(ENVOY) wasm dynmod
 	@missing=""; command -v wrk >/dev/null || missing="wrk"; \
 	  command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
+	  if [ -n "$(BENCH_INSTRUCTIONS)" ]; then command -v valgrind >/dev/null || missing="$$missing valgrind"; fi; \
 	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	    $(SUDO) apt-get update -qq; \
 	    for p in $$missing; do $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null || echo "could not install $$p"; done; fi

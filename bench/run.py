@@ -25,6 +25,11 @@ Expects the binaries `make bench` builds; knobs (environment):
                  clearing the route cache; and that plus the 6 access-log fields; setups 13 and
                  14, the Wasm floor (bench/floor-filter) with the same edits, without and with
                  the access-log properties. 5/12 and 4/14: each build against its own floor
+  BENCH_INSTRUCTIONS=1  after the timed rounds, count the instructions Envoy executes per
+                 request in every setup under callgrind (bench/instructions.py; needs valgrind,
+                 which `make bench` then installs; about a minute per setup): counts do not move
+                 with the machine's speed, so the report judges the targets by them too.
+                 `bench/run.py --instructions` adds them to the last run's results.json
   BENCH_SETUPS=1,2,3,4,5  which of the main setups to run (default all; 1 is always kept)
   BENCH_RETRIES (3)  BENCH_RETRY_BUDGET (10)  BENCH_FOREIGN_MAX (8): repeat a run disturbed
                  by other processes (foreign CPU time on either CPU above BENCH_FOREIGN_MAX %)
@@ -106,6 +111,7 @@ RETRIES = int(os.environ.get("BENCH_RETRIES", "3"))
 RETRY_BUDGET = int(os.environ.get("BENCH_RETRY_BUDGET", "10"))
 FOREIGN_MAX = float(os.environ.get("BENCH_FOREIGN_MAX", "8"))
 PROBE = os.environ.get("BENCH_PROBE", "") not in ("", "0")
+INSTRUCTIONS = os.environ.get("BENCH_INSTRUCTIONS", "") not in ("", "0")
 SCALING = os.environ.get("BENCH_SCALING", "") not in ("", "0")
 PROBE_N = 100
 # Targets from the issue that added the dynamic module (same interleaved run, saturation).
@@ -1267,6 +1273,7 @@ def report(data):
               f"{fmt(lo['foreign_cpu1_pct'])} / {fmt(hi['foreign_cpu1_pct'])} | {r['attempts']} | "
               f"{'yes' if clean_low(lo) else 'no'} / {'yes' if clean_high(hi) else 'no'} |")
     w("")
+    report_instructions(data, w)
     if data.get("scaling"):
         report_scaling(data, w)
     w("## Release .wasm size\n")
@@ -1353,6 +1360,86 @@ def report(data):
 KNOBS = ['ROUNDS', 'SECONDS', 'WARMUP', 'LOW_C', 'HIGH_C', 'TOKEN_SECONDS', 'TOKEN_LIFETIME', 'TOKEN_MARGIN', 'TOKEN_SKEW', 'NATIVE_TOKEN_LIFETIME', 'RETRIES', 'RETRY_BUDGET', 'FOREIGN_MAX', 'PROBE_N']
 
 
+# Each setup's baseline and floor for the instruction table: the floor makes the same
+# mandatory Envoy calls (with the audit record when the setup writes one).
+INSTR_BASES = {"5": ("2", "12"), "9": ("2", "11"), "10": ("2", None), "11": ("2", None),
+               "12": ("2", None), "4": ("3", "14"), "8": ("3", "13"), "13": ("3", None),
+               "14": ("3", None)}
+
+
+def instruction_counts(setups, dynmod=None):
+    """Instructions per request for each setup, from bench/instructions.py (one process per
+    setup, so its callgrind Envoy never shares the machine with the timed ones)."""
+    if not shutil.which("valgrind"):
+        raise SystemExit("bench: BENCH_INSTRUCTIONS needs valgrind (apt-get install valgrind)")
+    counts = {}
+    for k in setups:
+        if k not in SETUPS or k in ("X", "Y", "P"):
+            continue
+        argv = [sys.executable, os.path.join(BENCH, "instructions.py"), k, "1000"]
+        if dynmod and k in ("5", "9"):
+            argv.append(dynmod)
+        log(f"instructions: setup {k}")
+        out = subprocess.run(argv, capture_output=True, text=True,
+                             env={**os.environ, "BENCH_INSTR_WARMUP": "3000"})
+        m = re.search(r"setup \S+: ([\d,]+) instructions per request", out.stdout)
+        if not m:
+            raise SystemExit(f"bench: instructions for setup {k} failed:\n{out.stdout[-2000:]}"
+                             f"{out.stderr[-2000:]}")
+        counts[k] = int(m.group(1).replace(",", ""))
+        log(f"instructions: setup {k}: {counts[k]:,} per request")
+    return counts
+
+
+def report_instructions(data, w):
+    counts = data.get("instructions")
+    if not counts:
+        return
+    w("## Instructions per request (callgrind, `BENCH_INSTRUCTIONS=1`)\n")
+    w("Counted by `bench/instructions.py` (one worker, 1,000 sequential keep-alive requests after "
+      "3,000 of warm-up): what Envoy executes, not how long it takes, so these do not move with "
+      "the machine's speed and repeat to about ±1k. *Baseline / setup* is the throughput ratio "
+      "the target names, were time to follow instructions; *floor / setup* compares a build "
+      "with the floor that makes only its mandatory Envoy calls (setups 11 to 14).\n")
+    w("| setup | instructions per request | baseline / setup | floor / setup |")
+    w("|---|---:|---:|---:|")
+    for k in data["setups"]:
+        if k not in counts:
+            continue
+        base, floor = INSTR_BASES.get(k, (None, None))
+        r = lambda d: fmt(counts[d] / counts[k], 3) if d in counts else "—"  # noqa: E731
+        w(f"| {k}. {SETUPS[k]['name']} | {counts[k] / 1000:,.1f}k | "
+          f"{r(base) + f' ({base})' if base else ''} | {r(floor) + f' ({floor})' if floor else ''} |")
+    w("")
+    rows = [("5", "2", DYNMOD_NATIVE_TARGET, "dynamic module vs native chain"),
+            ("4", "3", WASM_FLOOR_TARGET, "Wasm build vs Wasm floor"),
+            ("12", "2", DYNMOD_NATIVE_TARGET, "module floor with the audit record vs native chain"),
+            ("11", "2", DYNMOD_NATIVE_TARGET, "module floor without it vs native chain"),
+            ("14", "3", WASM_FLOOR_TARGET, "Wasm floor with the audit properties vs Wasm floor"),
+            ("13", "3", WASM_FLOOR_TARGET, "Wasm floor without them vs Wasm floor")]
+    shown = [(k, b, t, what) for k, b, t, what in rows if k in counts and b in counts]
+    if shown:
+        w("| target, by instruction count | baseline / setup | met |")
+        w("|---|---:|---|")
+        for k, b, t, what in shown:
+            v = counts[b] / counts[k]
+            w(f"| {what} ({b}/{k}) >= {t:.2f}x | {v:.3f} | {'yes' if v >= t else '**no**'} |")
+        w("")
+
+
+def add_instructions():
+    """`bench/run.py --instructions`: count the last run's setups and rewrite the report."""
+    path = os.path.join(OUT, "results.json")
+    data = json.load(open(path))
+    globals().update(data.get("knobs", {}))
+    for k, spec in data.get("setup_specs", {}).items():
+        SETUPS.setdefault(k, spec)
+    data["instructions"] = instruction_counts(data["setups"])
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    rerender()
+
+
 def rerender():
     """`bench/run.py --report`: rewrite RESULTS.md from target/bench/results.json (after
     editing the human notes, or the report code) without measuring again."""
@@ -1374,6 +1461,8 @@ def rerender():
 def main():
     if "--report" in sys.argv[1:]:
         return rerender()
+    if "--instructions" in sys.argv[1:]:
+        return add_instructions()
     global BCSP_WASM, BCSP_DYNMOD
     t0 = time.time()
     os.makedirs(LOGS, exist_ok=True)
@@ -1495,6 +1584,8 @@ def main():
             stop(up)
     finally:
         stop_all()
+    if INSTRUCTIONS:
+        data["instructions"] = instruction_counts(setups, BCSP_DYNMOD)
     if "criterion" not in SKIP:
         log("criterion: cargo bench --bench policy")
         data["criterion"] = criterion()
