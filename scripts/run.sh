@@ -209,9 +209,11 @@ start sample-bcsp "$RUN_DIR/sample-bcsp.log" \
     "$BCSP_BIN" --listen "127.0.0.1:${BCSP_PORT}" --base-path "$BASE_PATH"
 : >"$RUN_DIR/envoy.log"
 # --disable-hot-restart: no shared-memory base id, so this Envoy never clashes with another
-# one on the machine (e.g. the test suite's). Envoy's stdout is its JSON access log (envoy.yaml).
+# one on the machine (e.g. the test suite's). Envoy's stdout is its JSON access log (envoy.yaml);
+# written out every 500 ms, not every 10 s (Envoy's default), so `tail -f` follows the requests.
 start envoy "$RUN_DIR/access.log" \
-    "$ENVOY" -c envoy.yaml --concurrency 2 --disable-hot-restart --log-path "$RUN_DIR/envoy.log"
+    "$ENVOY" -c envoy.yaml --concurrency 2 --disable-hot-restart --log-path "$RUN_DIR/envoy.log" \
+    --file-flush-interval-msec 500
 
 wait_for "the metadata emulator" "http://127.0.0.1:${METADATA_PORT}/healthz"
 wait_for "the sample BCSP" "http://127.0.0.1:${BCSP_PORT}/healthz"
