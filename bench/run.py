@@ -1481,6 +1481,8 @@ def main():
             raise SystemExit(f"bench: missing {what}: {path}; run `make bench`")
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk not found; `make bench` installs it")
+    if INSTRUCTIONS and not shutil.which("valgrind"):
+        raise SystemExit("bench: BENCH_INSTRUCTIONS needs valgrind; `make bench` installs it")
     extra_wasm, extra_label = None, None
     if EXTRA:
         extra_wasm, _, extra_label = EXTRA.partition(":")
