@@ -122,7 +122,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     if mode == Mode::Pass {
         return 0;
     }
-    // The header read the policy needs, into a buffer of our own as bcsp-guard does.
+    // The header read the policy needs: Envoy fills an array of (name, value) views we own.
     let n = envoy_dynamic_module_callback_http_get_headers_size(f, 0);
     let mut pairs = vec![
         Pair {
