@@ -2,18 +2,11 @@
 
 use super::*;
 use crate::pipeline::audit::{Audit, Lockout, Reason};
-use crate::pipeline::record::Recorder;
 
 fn run(g: &Guard, ports: Ports<'_>, path: &str, headers: &[(&str, &str)]) -> Audit {
-    let mut all = vec![
-        (":method".to_owned(), "GET".to_owned()),
-        (":path".to_owned(), path.to_owned()),
-    ];
-    all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    Recorder::new(all, NOW_MS)
-        .with_property("source.address", "198.51.100.7:4000")
-        .run(g, ports)
-        .audit
+    let mut all = vec![(":method", "GET"), (":path", path)];
+    all.extend_from_slice(headers);
+    recorder(&all).run(g, ports).audit
 }
 
 /// A request's path, headers, and the status and reason it must get.

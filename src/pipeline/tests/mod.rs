@@ -13,6 +13,7 @@ use super::*;
 use crate::config;
 use crate::host::testing::*;
 use crate::pipeline::metrics::Kind;
+use crate::pipeline::record::Recorder;
 use crate::policy::keys::SecretHash;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -34,6 +35,15 @@ const ROUTES_CFG: &str = r#","routes":{"preset":"digital-bot-connector-v2","base
 
 fn on_headers(host: &FakeHost, g: &Guard, end_of_stream: bool) -> Step {
     on_request_headers(host, g, Ports::default(), end_of_stream)
+}
+
+/// A recording host for `headers` (pseudo-headers included) from peer 198.51.100.7.
+fn recorder(headers: &[(&str, &str)]) -> Recorder {
+    let pairs = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    Recorder::new(pairs, NOW_MS).with_property("source.address", "198.51.100.7:4000")
 }
 
 fn last_status(host: &FakeHost) -> Option<u32> {

@@ -260,7 +260,6 @@ fn held_deliveries_that_end_unverified_get_503_or_408_and_are_counted() {
 #[test]
 fn a_held_delivery_that_never_completes_is_audited_with_its_sender_and_webhook() {
     use crate::pipeline::audit::Reason;
-    use crate::pipeline::record::Recorder;
     let g = guard(&format!(
         r#","allow_cidrs":["198.51.100.0/24"],
         "webhooks":[{{"path_prefix":"/openmessaging","secret":"{SECRET}"}}]"#
@@ -272,14 +271,7 @@ fn a_held_delivery_that_never_completes_is_audited_with_its_sender_and_webhook()
         ("content-type", "application/json"),
         ("x-hub-signature-256", &sign(body)),
     ];
-    let host = Recorder::new(
-        headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        NOW_MS,
-    )
-    .with_property("source.address", "198.51.100.7:4000");
+    let host = recorder(&headers);
     let step = on_request_headers(&host, &g, Ports::default(), false);
     assert_eq!(step.outcome, Outcome::ReadBody);
     end_hold(&host, &g, None, HoldEnd::Incomplete);
