@@ -1370,11 +1370,16 @@ INSTR_BASES = {"5": ("2", "12"), "9": ("2", "11"), "10": ("2", None), "11": ("2"
                "14": ("3", None)}
 
 
+def require_valgrind():
+    if not shutil.which("valgrind"):
+        raise SystemExit("bench: instruction counts need valgrind (`make bench` with "
+                         "BENCH_INSTRUCTIONS=1 installs it; or apt-get install valgrind)")
+
+
 def instruction_counts(setups, dynmod=None):
     """Instructions per request for each setup, from bench/instructions.py (one process per
     setup, so its callgrind Envoy never shares the machine with the timed ones)."""
-    if not shutil.which("valgrind"):
-        raise SystemExit("bench: BENCH_INSTRUCTIONS needs valgrind (apt-get install valgrind)")
+    require_valgrind()
     counts = {}
     for k in setups:
         if k not in COUNTABLE:
@@ -1485,8 +1490,8 @@ def main():
             raise SystemExit(f"bench: missing {what}: {path}; run `make bench`")
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk not found; `make bench` installs it")
-    if INSTRUCTIONS and not shutil.which("valgrind"):
-        raise SystemExit("bench: BENCH_INSTRUCTIONS needs valgrind; `make bench` installs it")
+    if INSTRUCTIONS:
+        require_valgrind()
     extra_wasm, extra_label = None, None
     if EXTRA:
         extra_wasm, _, extra_label = EXTRA.partition(":")
