@@ -289,33 +289,19 @@ fn a_request_refused_for_want_of_a_token_keeps_its_key_and_audience() {
 /// webhook it was for and the reason (both builds end a held delivery on their own timer).
 #[test]
 fn a_stalled_webhook_delivery_is_logged_as_incomplete() {
-    use std::io::{Read, Write};
     let emu = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     let stack = start(Some(&emu));
     let body = om_event(900);
     let id = rid("hook-stall");
-    let head = format!(
-        "POST /openmessaging/inbound HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
-         x-request-id: {id}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
-        om_signature(OM_SECRET, &body),
-        body.len()
+    let text = stalled_delivery(
+        stack.envoy.addr(),
+        "/openmessaging/inbound",
+        &id,
+        OM_SECRET,
+        &body,
+        300,
     );
-    let mut s = std::net::TcpStream::connect(stack.envoy.addr()).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .expect("timeout");
-    s.write_all(head.as_bytes()).expect("head");
-    s.write_all(&body[..300]).expect("part of the body");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(b"}") && !got.windows(2).any(|w| w == b"}\n") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&got).to_string();
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    drop(s);
     let line = stack.envoy.access_log_line(&id);
     assert_audit(
         &line,

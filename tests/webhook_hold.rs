@@ -419,33 +419,14 @@ fn without_the_flag_a_delivery_fails_closed_quickly_and_the_log_names_the_flag()
 /// the upstream never hears of it.
 #[test]
 fn a_delivery_whose_body_stalls_gets_408_at_the_deadline() {
-    use std::io::{Read, Write};
     let metadata = Emulator::start("127.0.0.1:0", 3600).expect("metadata emulator");
     let t = Tapped::start(&config(&metadata));
     let body = om_event(900);
     let id = rid("stall");
-    let head = format!(
-        "POST /openmessaging HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
-         x-request-id: {id}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
-        om_signature(OM_SECRET, &body),
-        body.len()
-    );
     let before = t.upstream_mark();
     let started = Instant::now();
-    let mut s = std::net::TcpStream::connect(t.envoy.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body[..300]).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(2).any(|w| w == b"}\n") && !got.ends_with(b"}") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
+    let text = stalled_delivery(t.envoy.addr(), "/openmessaging", &id, OM_SECRET, &body, 300);
     let took = started.elapsed();
-    let text = String::from_utf8_lossy(&got).to_string();
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"error\":\"request_timeout\""), "{text}");
     assert!(text.contains(&id), "{text}");

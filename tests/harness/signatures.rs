@@ -56,3 +56,36 @@ pub fn om_event(len: usize) -> Vec<u8> {
     b.extend_from_slice(br#""}"#);
     b
 }
+
+/// Sends a correctly signed Open Messaging delivery of `body` to `path` over HTTP/1.1 but
+/// stops after its first `sent` bytes, then reads the reply (for at most 20 s) as text.
+pub fn stalled_delivery(
+    addr: std::net::SocketAddr,
+    path: &str,
+    request_id: &str,
+    secret: &str,
+    body: &[u8],
+    sent: usize,
+) -> String {
+    use std::io::{Read, Write};
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: bcsp.test\r\ncontent-type: application/json\r\n\
+         x-request-id: {request_id}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
+        om_signature(secret, body),
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("read timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&body[..sent]).expect("part of the body");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(2).any(|w| w == b"}\n") && !got.ends_with(b"}") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
